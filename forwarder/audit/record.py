@@ -1,0 +1,248 @@
+"""One audit log line -> a :class:`Record`, or a :class:`Malformed` value saying why not.
+
+The parser is pure: bytes in, values out, no I/O and no exceptions leaving :func:`parse_line`.
+
+Line layout (``auditd.conf(5)``, ``virt-audit.md`` §1.1)::
+
+    [node=NAME ]type=NAME msg=audit(SEC.MSEC:SERIAL): BODY[\\x1dENRICHED]
+
+Field values are kept **as written** (``fields["exe"] == '"/usr/bin/sudo"'``, hex stays hex,
+``(null)`` and ``?`` stay) so that interpretation can follow auparse's rules, which depend on
+whether a value was quoted.  :mod:`forwarder.audit.values` interprets them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
+
+#: Separator between the raw fields and auditd's ENRICHED interpretations (``log_format = ENRICHED``).
+ENRICHED_SEPARATOR: Final = "\x1d"
+
+#: A line longer than this is still parsed; the limit only guards the regex against pathological
+#: input.  The kernel caps one record near 8 KiB, but EXECVE records of huge argument lists and
+#: glued-together syslog lines reach far beyond; 1 MiB covers every real case seen.
+MAX_LINE_BYTES: Final = 1 << 20
+
+_HEADER = re.compile(
+    r"(?:node=(?P<node>\S*) )?type=(?P<type>[A-Za-z0-9_\[\]]+) "
+    r"msg=audit\((?P<sec>\d+)\.(?P<msec>\d+):(?P<serial>\d+)\): ?"
+)
+
+# Key and value: value is double-quoted, single-quoted (only `msg` uses it, handled before) or bare.
+# Keys as they occur in real logs: `a0`, `a1[2]`, `a2_len`, `vm-pid`, `old-auid`, `SADDR` ...
+_FIELD = re.compile(
+    r"([A-Za-z0-9_\-\[\].:]+)="
+    r"(\"[^\"]*\"?|\{[^}]*\}|\S*(?: \((?:enforce|complain|kill|unconfined|mixed|prompt)\))?)"
+)
+
+# SELinux kernel AVC: `avc:  denied  { read write } for  pid=...` (also `granted`).
+_SELINUX_AVC = re.compile(r"avc:\s+(\w+)\s+\{\s*([^}]*?)\s*\}\s+for\s+")
+# RHEL 6 LOGIN: `old auid=700 new auid=700 old ses=1 new ses=2`.
+_OLD_NEW = re.compile(r"\b(old|new) (auid|ses)=")
+
+
+@dataclass(slots=True)
+class Record:
+    """One audit record.
+
+    Attributes:
+        node: the ``node=`` prefix, or ``None``.
+        type: record type name as auditd writes it (``SYSCALL``, ``UNKNOWN[1420]``).
+        type_id: the record type number, ``-1`` when neither name nor number is known.
+        sec, msec, serial: the ``msg=audit(SEC.MSEC:SERIAL)`` header.
+        fields: raw fields in log order, values as written (quotes kept).  For user-space
+            messages the fields inside ``msg='...'`` follow the outer ones.  A key seen twice
+            keeps its first value here; later values go to ``duplicates``.
+        enriched: ENRICHED interpretations (upper-case keys, quotes stripped).
+        text: the line as read, without the line end.
+        message: for user-space records the text inside ``msg='...'``, else ``None``.
+        duplicates: ``(key, value)`` pairs of repeated keys, in order.
+        warnings: what the parser noticed but could live with (invalid UTF-8 ...).
+    """
+
+    node: str | None
+    type: str
+    type_id: int
+    sec: int
+    msec: int
+    serial: int
+    fields: dict[str, str]
+    enriched: dict[str, str]
+    text: str
+    message: str | None = None
+    duplicates: list[tuple[str, str]] | None = None
+    warnings: list[str] | None = None
+
+    @property
+    def key(self) -> tuple[str | None, int, int, int]:
+        """The event this record belongs to: ``(node, sec, msec, serial)``."""
+        return (self.node, self.sec, self.msec, self.serial)
+
+
+@dataclass(slots=True, frozen=True)
+class Malformed:
+    """A line that is not an audit record, with the reason.  Kept for the dead-letter file."""
+
+    text: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Event:
+    """Records that share ``(node, sec, msec, serial)``, in the order they were read."""
+
+    node: str | None
+    sec: int
+    msec: int
+    serial: int
+    records: list[Record] = field(default_factory=list)
+    #: True when the assembler had to close the event early (in-flight cap or end of input
+    #: before an end-of-event record): the event may be missing records.
+    forced: bool = False
+
+    @property
+    def key(self) -> tuple[str | None, int, int, int]:
+        return (self.node, self.sec, self.msec, self.serial)
+
+    @property
+    def type(self) -> str:
+        """The event's type is its first record's type (as in libauparse)."""
+        return self.records[0].type
+
+
+def decode_line(line: bytes) -> tuple[str, bool]:
+    """Decode one line to text, keeping the meaning of every byte.
+
+    Returns the text and whether the line was valid UTF-8.  Invalid bytes become ``\\xNN``
+    escapes, so nothing is lost and the result always encodes to JSON.
+    """
+    try:
+        return line.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "backslashreplace"), False
+
+
+def parse_line(line: bytes | str) -> Record | Malformed:
+    """Parse one log line (with or without its line end).
+
+    Never raises: anything that is not a record comes back as :class:`Malformed`.
+    """
+    try:
+        return _parse(line)
+    except Exception as exc:  # noqa: BLE001 - the core's promise: no exception leaves it
+        text = line if isinstance(line, str) else line.decode("utf-8", "backslashreplace")
+        return Malformed(text.rstrip("\r\n"), f"internal parser error: {type(exc).__name__}: {exc}")
+
+
+def _parse(line: bytes | str) -> Record | Malformed:
+    warnings: list[str] | None = None
+    if isinstance(line, bytes):
+        text, valid = decode_line(line)
+        if not valid:
+            warnings = ["invalid UTF-8 (bytes kept as \\xNN escapes)"]
+    else:
+        text = line
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return Malformed(text, "empty line")
+    if text.startswith("#"):
+        return Malformed(text, "comment line")
+    if len(text) > MAX_LINE_BYTES:
+        return Malformed(text, f"line longer than {MAX_LINE_BYTES} bytes")
+    m = _HEADER.match(text)
+    if m is None:
+        if "msg=audit(" in text:
+            return Malformed(text, "unparsable audit header")
+        return Malformed(text, "no msg=audit(SEC.MSEC:SERIAL) header")
+    type_name = m.group("type")
+    type_id = _type_number(type_name)
+    raw, sep, enriched_text = text.partition(ENRICHED_SEPARATOR)
+    body = raw[m.end() :]
+
+    fields: dict[str, str] = {}
+    duplicates: list[tuple[str, str]] | None = None
+    message: str | None = None
+
+    msg_at = body.find("msg='")
+    if msg_at >= 0:
+        close = body.rfind("'")
+        if close > msg_at + 4:
+            message = body[msg_at + 5 : close]
+            outer = body[:msg_at]
+            tail = body[close + 1 :]
+        else:  # unterminated: keep what is there
+            message = body[msg_at + 5 :]
+            outer, tail = body[:msg_at], ""
+        duplicates = _collect(outer, type_id, fields, duplicates)
+        duplicates = _collect(message, type_id, fields, duplicates)
+        if tail.strip():
+            duplicates = _collect(tail, type_id, fields, duplicates)
+    else:
+        duplicates = _collect(body, type_id, fields, duplicates)
+
+    enriched: dict[str, str] = {}
+    if sep:
+        for key, value in _FIELD.findall(enriched_text):
+            if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
+                value = value[1:-1]
+            enriched.setdefault(key, value)
+    return Record(
+        node=m.group("node"),
+        type=type_name,
+        type_id=type_id,
+        sec=int(m.group("sec")),
+        msec=int(m.group("msec")),
+        serial=int(m.group("serial")),
+        fields=fields,
+        enriched=enriched,
+        text=text,
+        message=message,
+        duplicates=duplicates,
+        warnings=warnings,
+    )
+
+
+def _collect(
+    text: str,
+    type_id: int,
+    fields: dict[str, str],
+    duplicates: list[tuple[str, str]] | None,
+) -> list[tuple[str, str]] | None:
+    """Add the ``key=value`` pairs of ``text`` to ``fields``; return the (new) duplicates list."""
+    if type_id == 1400 or type_id == 1107:  # AVC, USER_AVC
+        avc = _SELINUX_AVC.search(text)
+        if avc is not None:
+            fields.setdefault("seresult", avc.group(1))
+            fields.setdefault("seperms", ",".join(avc.group(2).split()))
+            text = text[avc.end() :]
+    elif type_id == 1006 and "old " in text:  # LOGIN, RHEL 6 form
+        text = _OLD_NEW.sub(r"\1-\2=", text)
+    pairs = _FIELD.findall(text)
+    if not fields and duplicates is None:
+        fields.update(pairs)
+        if len(fields) == len(pairs):
+            return None
+        fields.clear()
+    for key, value in pairs:
+        if key in fields:
+            if duplicates is None:
+                duplicates = []
+            duplicates.append((key, value))
+        else:
+            fields[key] = value
+    return duplicates
+
+
+def _type_number(name: str) -> int:
+    number = RECORD_TYPE_NUMBERS.get(name)
+    if number is not None:
+        return number
+    if name.startswith("UNKNOWN[") and name.endswith("]"):
+        digits = name[8:-1]
+        if digits.isdigit():
+            return int(digits)
+    return -1
