@@ -1,0 +1,213 @@
+"""Records -> events, by auditd's end-of-event rules, in libauparse's emission order.
+
+auditd never writes EOE records to its log file (they exist only for realtime consumers), so an
+event read from a file ends by the rules of ``auditd.conf(5)`` (NOTES), which libauparse applies:
+
+* a record of an end-of-event type ends its event: PROCTITLE ("always the last record"), EOE,
+  every type below 1300 (user-space and daemon messages), KERNEL, 1406-1419 (labelled networking),
+  and every type from 2100 on (user-space anomalies, integrity, VIRT_*, ...);
+* otherwise an event ends once a later line is ``end_of_event_timeout`` seconds newer than the
+  event, in **log time** (whole seconds of the audit header), so a replayed backlog groups exactly
+  as live tailing does.
+
+Emission follows libauparse: only after a line that started a new event (and at :meth:`flush`),
+hand out the pending event with the smallest ``(sec, msec, serial)`` while it is complete.  Ties
+(the same stamp on two nodes, or a late record of an emitted event) go to the event in the lowest
+slot of libauparse's event array, where a new event takes the first free slot; we keep the same
+slot numbers so that even ties come out in the same order.
+
+The :class:`Assembler` is pure: no clock, no I/O.  The shell feeds records and takes events.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Final
+
+from forwarder.audit.record import Event, Record
+
+#: auditd's own default (``end_of_event_timeout = 2`` in auditd.conf) and libauparse's.
+DEFAULT_END_OF_EVENT_TIMEOUT: Final = 2
+
+#: Events open at once before the oldest is closed early.  A busy hypervisor has a few dozen
+#: events in flight; Auditbeat's reassembler keeps 50, libauparse has no cap at all.  Ten
+#: thousand keeps memory bounded (a few MiB) far above anything a healthy log produces.
+DEFAULT_MAX_IN_FLIGHT: Final = 10_000
+
+_EOE: Final = 1320
+_PROCTITLE: Final = 1327
+_KERNEL: Final = 2000
+_FIRST_SYSCALL_TYPE: Final = 1300
+_FIRST_USER_ANOMALY: Final = 2100
+
+
+def ends_event(type_id: int) -> bool:
+    """True when a record of this type is the last of its event (auditd.conf(5), NOTES)."""
+    return (
+        type_id < _FIRST_SYSCALL_TYPE
+        or type_id >= _FIRST_USER_ANOMALY
+        or type_id == _PROCTITLE
+        or type_id == _EOE
+        or type_id == _KERNEL
+        or 1406 <= type_id <= 1419
+    )
+
+
+# Precomputed for the hot path: every known type's answer.  Unknown numbers fall back to the function.
+_ENDS_EVENT: Final = {type_id: ends_event(type_id) for type_id in range(-1, 3000)}
+
+
+@dataclass(slots=True)
+class AssemblerStats:
+    """Counters the shell exports as metrics."""
+
+    records: int = 0
+    events: int = 0
+    #: Events closed early because the in-flight cap was reached.
+    forced: int = 0
+    #: EOE records that arrived for no open event (libauparse drops them too).
+    orphan_eoe: int = 0
+
+
+class _Pending:
+    __slots__ = ("complete", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.complete = False
+
+
+class Assembler:
+    """Groups records into events.
+
+    Args:
+        end_of_event_timeout: seconds of log time after which an open event is complete.
+        max_in_flight: open events kept before the oldest is closed early (counted in
+            ``stats.forced`` and marked ``Event.forced``).
+
+    Use :meth:`feed` for each record in log order and :meth:`flush` at the end of input.
+    """
+
+    def __init__(
+        self,
+        end_of_event_timeout: int = DEFAULT_END_OF_EVENT_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        if end_of_event_timeout < 0:
+            raise ValueError("end_of_event_timeout must be >= 0")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.timeout = end_of_event_timeout
+        self.max_in_flight = max_in_flight
+        self.stats = AssemblerStats()
+        # Events still being built, by key.
+        self._building: dict[tuple[str | None, int, int, int], _Pending] = {}
+        # Every event not yet emitted, ordered as libauparse hands them out.
+        self._heap: list[tuple[int, int, int, int, _Pending]] = []
+        # libauparse's slot numbers: a new event takes the lowest free one.
+        self._free_slots: list[int] = []
+        self._next_slot = 0
+        # No building event is older than this second: lets most lines skip the timeout scan.
+        self._oldest_building_sec = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Events read but not yet emitted."""
+        return len(self._heap)
+
+    def feed(self, record: Record) -> list[Event]:
+        """Add one record; return the events that became ready, in emission order."""
+        self.stats.records += 1
+        key = (record.node, record.sec, record.msec, record.serial)
+        type_id = record.type_id
+        ends = _ENDS_EVENT.get(type_id)
+        if ends is None:
+            ends = ends_event(type_id)
+        pending = self._building.get(key)
+        started = False
+        if pending is not None:
+            pending.event.records.append(record)
+            if ends:
+                pending.complete = True
+                del self._building[key]
+        elif type_id == _EOE:
+            # Dropped before its time is looked at: it closes nothing by timeout either.
+            self.stats.orphan_eoe += 1
+            return []
+        else:
+            pending = _Pending(Event(record.node, record.sec, record.msec, record.serial, [record]))
+            if self._free_slots:
+                slot = heapq.heappop(self._free_slots)
+            else:
+                slot = self._next_slot
+                self._next_slot += 1
+            heapq.heappush(self._heap, (record.sec, record.msec, record.serial, slot, pending))
+            if ends:
+                pending.complete = True
+            else:
+                if not self._building or record.sec < self._oldest_building_sec:
+                    self._oldest_building_sec = record.sec
+                self._building[key] = pending
+            started = True
+        if self._building and record.sec - self.timeout >= self._oldest_building_sec:
+            self._expire(record.sec)
+        if not started:
+            return []
+        ready = self._emit()
+        if len(self._heap) > self.max_in_flight:
+            ready.extend(self._force())
+        return ready
+
+    def flush(self) -> list[Event]:
+        """End of input: every pending event is complete; return them all in emission order."""
+        ready: list[Event] = []
+        while self._heap:
+            pending = heapq.heappop(self._heap)[4]
+            ready.append(pending.event)
+        self._building.clear()
+        self._free_slots.clear()
+        self._next_slot = 0
+        self.stats.events += len(ready)
+        return ready
+
+    def _expire(self, now_sec: int) -> None:
+        limit = now_sec - self.timeout
+        oldest: int | None = None
+        expired = []
+        for key, pending in self._building.items():
+            sec = pending.event.sec
+            if sec <= limit:
+                expired.append(key)
+            elif oldest is None or sec < oldest:
+                oldest = sec
+        for key in expired:
+            self._building.pop(key).complete = True
+        self._oldest_building_sec = oldest if oldest is not None else 0
+
+    def _emit(self) -> list[Event]:
+        heap = self._heap
+        ready: list[Event] = []
+        free = self._free_slots
+        while heap and heap[0][4].complete:
+            entry = heapq.heappop(heap)
+            heapq.heappush(free, entry[3])
+            ready.append(entry[4].event)
+        self.stats.events += len(ready)
+        return ready
+
+    def _force(self) -> list[Event]:
+        ready: list[Event] = []
+        while len(self._heap) > self.max_in_flight:
+            entry = heapq.heappop(self._heap)
+            heapq.heappush(self._free_slots, entry[3])
+            pending = entry[4]
+            event = pending.event
+            if not pending.complete:
+                event.forced = True
+                self._building.pop(event.key, None)
+                self.stats.forced += 1
+            ready.append(event)
+            self.stats.events += 1
+            ready.extend(self._emit())
+        return ready

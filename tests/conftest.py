@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+import sys
+
+from tests.corpus import REPO
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
