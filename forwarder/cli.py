@@ -1,0 +1,132 @@
+"""The `auditfwd` command line."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from forwarder import __version__
+from forwarder.accounts import parse_id_names
+from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT
+from forwarder.ecs.normalize import NormalizeOptions
+from forwarder.offline import DeadLetters, InputError, ParseSettings, parse_files
+
+#: Exit status for usage and I/O errors (argparse uses 2 for usage errors too).
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditfwd",
+        description="Linux audit logs of KVM/libvirt hypervisors to Elastic Common Schema.",
+    )
+    parser.add_argument("--version", action="version", version=f"auditfwd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    parse = commands.add_parser(
+        "parse",
+        help="normalize audit logs offline to NDJSON, one document per event",
+        description="Normalize audit logs to NDJSON (one ECS document per event). "
+        "'-' reads stdin; gzip files are read transparently. A summary goes to stderr.",
+    )
+    parse.add_argument("files", nargs="+", metavar="FILE", help="audit log files, oldest first ('-' for stdin)")
+    parse.add_argument("-o", "--output", metavar="FILE", help="write NDJSON here instead of stdout")
+    parse.add_argument("--dead-letter", metavar="FILE", help="append malformed lines here as NDJSON")
+    parse.add_argument("--host-name", metavar="NAME", help="host.name of the documents (default: this host)")
+    parse.add_argument("--original", action="store_true", help="add event.original (the raw lines)")
+    parse.add_argument("--passwd", metavar="FILE", help="host passwd snapshot for uid -> name")
+    parse.add_argument("--group", metavar="FILE", help="host group snapshot for gid -> name")
+    parse.add_argument(
+        "--end-of-event-timeout",
+        type=int,
+        default=DEFAULT_END_OF_EVENT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"log-time seconds after which an open event is complete (default {DEFAULT_END_OF_EVENT_TIMEOUT})",
+    )
+    parse.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        metavar="N",
+        help=f"open events kept before the oldest is closed early (default {DEFAULT_MAX_IN_FLIGHT})",
+    )
+    progress = parse.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None)
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    parse.set_defaults(handler=_parse_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args, parser)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+def _read_text(path: str, parser: argparse.ArgumentParser) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError as exc:
+        parser.exit(EXIT_ERROR, f"auditfwd: cannot read {path}: {exc.strerror or exc}\n")
+
+
+def _parse_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.end_of_event_timeout < 0:
+        parser.error("--end-of-event-timeout must be >= 0")
+    if args.max_in_flight < 1:
+        parser.error("--max-in-flight must be >= 1")
+    users = parse_id_names(_read_text(args.passwd, parser)) if args.passwd else {}
+    groups = parse_id_names(_read_text(args.group, parser)) if args.group else {}
+    options = NormalizeOptions(
+        host_name=args.host_name or socket.gethostname(),
+        include_original=args.original,
+        users=users,
+        groups=groups,
+    )
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    settings = ParseSettings(
+        normalize=options,
+        end_of_event_timeout=args.end_of_event_timeout,
+        max_in_flight=args.max_in_flight,
+        progress=progress,
+    )
+
+    def report(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    output: IO[bytes] | None = None
+    dead: IO[bytes] | None = None
+    try:
+        output = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+        dead = open(args.dead_letter, "ab") if args.dead_letter else None  # noqa: SIM115
+        summary = parse_files(args.files, output, settings, DeadLetters(dead), report)
+        output.flush()
+    except InputError as exc:
+        report(f"auditfwd: {exc}")
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours.
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        report(f"auditfwd: cannot write: {exc}")
+        return EXIT_ERROR
+    finally:
+        if output is not None and args.output:
+            output.close()
+        if dead is not None:
+            dead.close()
+    report(summary.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
