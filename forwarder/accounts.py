@@ -7,17 +7,19 @@ from the ENRICHED log format first, then from a snapshot of the host's files giv
 from __future__ import annotations
 
 
-def parse_id_names(text: str) -> dict[int, str]:
-    """``name:x:ID:...`` lines (passwd or group format) -> {ID: name}; odd lines are ignored.
+def parse_id_names(text: str) -> dict[str, str]:
+    """``name:x:ID:...`` lines (passwd or group format) -> {"ID": name}; odd lines are ignored.
+
+    Keys are the decimal ids as they appear in audit records.
 
     The first name of an ID wins, as in getpwuid(3) over a file.
     """
-    names: dict[int, str] = {}
+    names: dict[str, str] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         parts = line.split(":")
         if len(parts) < 3 or not parts[2].isdigit():
             continue
-        names.setdefault(int(parts[2]), parts[0])
+        names.setdefault(parts[2], parts[0])
     return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from forwarder import __version__
 from forwarder.accounts import parse_id_names
 from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT
 from forwarder.ecs.normalize import NormalizeOptions
-from forwarder.offline import DeadLetters, InputError, ParseSettings, parse_files
+from forwarder.offline import DeadLetters, InputError, OutputError, ParseSettings, parse_files
 
 #: Exit status for usage and I/O errors (argparse uses 2 for usage errors too).
 EXIT_ERROR = 2
@@ -112,12 +113,17 @@ def _parse_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     except InputError as exc:
         report(f"auditfwd: {exc}")
         return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader went away (`| head`): not an error of ours.
-        sys.stderr.close()
-        return 0
-    except OSError as exc:
+    except OutputError as exc:
+        if isinstance(exc.__cause__, BrokenPipeError):
+            # The reader went away (`| head`): not an error of ours.  Point stdout at /dev/null
+            # so that the interpreter's final flush does not complain either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
         report(f"auditfwd: cannot write: {exc}")
+        return EXIT_ERROR
+    except OSError as exc:
+        report(f"auditfwd: {exc}")
         return EXIT_ERROR
     finally:
         if output is not None and args.output:

@@ -74,6 +74,10 @@ class InputError(Exception):
     """An input could not be opened or read (exit status 2 from the command)."""
 
 
+class OutputError(Exception):
+    """The output could not be written; ``__cause__`` holds the OSError."""
+
+
 @contextmanager
 def open_input(name: str) -> Iterator[IO[bytes]]:
     """Open an input by name: ``-`` is stdin; gzip is recognized by its magic bytes."""
@@ -81,13 +85,13 @@ def open_input(name: str) -> Iterator[IO[bytes]]:
         yield sys.stdin.buffer
         return
     try:
-        raw = open(name, "rb", buffering=READ_BUFFER_BYTES)  # noqa: SIM115 - closed below
+        raw = io.BufferedReader(io.FileIO(name, "rb"), buffer_size=READ_BUFFER_BYTES)
     except OSError as exc:
         raise InputError(f"cannot open {name}: {exc.strerror or exc}") from exc
     try:
         if raw.peek(2)[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield io.BufferedReader(unzipped, buffer_size=READ_BUFFER_BYTES)  # type: ignore[arg-type]
+                yield io.BufferedReader(unzipped, buffer_size=READ_BUFFER_BYTES)
         else:
             yield raw
     finally:
@@ -126,6 +130,7 @@ def parse_files(
 
     Raises:
         InputError: an input cannot be opened or read.
+        OutputError: the output cannot be written (a closed pipe included).
     """
     summary = ParseSummary()
     started = time.perf_counter()
@@ -135,9 +140,12 @@ def parse_files(
     dumps = orjson.dumps
 
     def emit(events: list[Event]) -> None:
-        for event in events:
-            write(dumps(normalize(event, options)))
-            write(b"\n")
+        try:
+            for event in events:
+                write(dumps(normalize(event, options)))
+                write(b"\n")
+        except OSError as exc:
+            raise OutputError(str(exc)) from exc
 
     for name in names:
         summary.files += 1
@@ -216,7 +224,7 @@ def _malformed(
 def _progress_bar(name: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     return tqdm(
         total=input_size(name),

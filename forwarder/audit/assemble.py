@@ -47,9 +47,7 @@ def ends_event(type_id: int) -> bool:
     return (
         type_id < _FIRST_SYSCALL_TYPE
         or type_id >= _FIRST_USER_ANOMALY
-        or type_id == _PROCTITLE
-        or type_id == _EOE
-        or type_id == _KERNEL
+        or type_id in (_PROCTITLE, _EOE, _KERNEL)
         or 1406 <= type_id <= 1419
     )
 

@@ -133,7 +133,7 @@ def parse_line(line: bytes | str) -> Record | Malformed:
     """
     try:
         return _parse(line)
-    except Exception as exc:  # noqa: BLE001 - the core's promise: no exception leaves it
+    except Exception as exc:  # the core's promise: no exception leaves it
         text = line if isinstance(line, str) else line.decode("utf-8", "backslashreplace")
         return Malformed(text.rstrip("\r\n"), f"internal parser error: {type(exc).__name__}: {exc}")
 

@@ -1,0 +1,156 @@
+"""The argument list of an EXECVE record set.
+
+The kernel writes ``argc=N a0=.. a1=..``; an argument longer than its buffer is split into
+fragments ``aI_len=L aI[0]=.. aI[1]=..``, and a long list is spread over several EXECVE records of
+one event (only the first has ``argc``).  Each argument or fragment is ``"text"`` or hex, as for
+every encoded field (:func:`forwarder.audit.values.decode_value`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from forwarder.audit.values import decode_hex, decode_text, decode_value, unquote
+
+#: ``a12`` (whole argument), ``a12_len`` (length of a split one), ``a12[3]`` (a fragment).
+_ARG_KEY: Final = re.compile(r"a(\d+)(?:(_len)|\[(\d+)\])?")
+
+
+def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Decode the arguments of an EXECVE record (or of several merged, see below).
+
+    Args:
+        fields: raw fields as written (``Record.fields``).
+
+    Returns:
+        ``(args, warnings)``.  Arguments are decoded like :func:`decode_value` except that a NUL
+        byte is kept (an argument cannot hold one, so it shows a damaged log).  Fragments of a
+        split argument are joined before decoding, so a character cut between two fragments
+        survives.  Warnings (never exceptions) tell of: ``argc`` missing or not a number (the
+        count is then taken from the highest argument seen), missing arguments (left out of
+        the list, named as index ranges), missing fragments, a joined length that matches
+        ``aI_len`` neither in bytes nor in hex digits, and arguments beyond ``argc`` (ignored).
+    """
+    whole: dict[int, str] = {}
+    lengths: dict[int, str] = {}
+    fragments: dict[int, dict[int, str]] = {}
+    for key, value in fields.items():
+        match = _ARG_KEY.fullmatch(key)
+        if match is None:
+            continue
+        index = int(match[1])
+        if match[2]:
+            lengths[index] = value
+        elif match[3] is not None:
+            fragments.setdefault(index, {})[int(match[3])] = value
+        else:
+            whole[index] = value
+
+    warnings: list[str] = []
+    argc = _argc(fields.get("argc"), whole, lengths, fragments, warnings)
+    args: list[str] = []
+    missing: list[int] = []
+    for index in range(argc):
+        if index in whole:
+            args.append(_decode_arg(whole[index]))
+        elif index in fragments:
+            args.append(_join_fragments(index, fragments[index], lengths.get(index), warnings))
+        else:
+            missing.append(index)
+    if missing:
+        warnings.append(f"EXECVE arguments missing: {_ranges(missing)}")
+    beyond = sorted(i for i in (*whole, *fragments) if i >= argc)
+    if beyond:
+        warnings.append(f"EXECVE arguments beyond argc={argc} ignored: {_ranges(beyond)}")
+    return args, warnings
+
+
+def execve_args_from_records(records: Iterable[dict[str, str]]) -> tuple[list[str], list[str]]:
+    """Decode the arguments spread over the EXECVE records of one event, in log order.
+
+    Args:
+        records: the raw fields of each EXECVE record (``Record.fields``), in order.
+
+    Returns:
+        As :func:`execve_args` on the merged fields.  A field seen in two records keeps its
+        first value, with a warning.
+    """
+    merged: dict[str, str] = {}
+    conflicts: list[str] = []
+    for fields in records:
+        for key, value in fields.items():
+            previous = merged.setdefault(key, value)
+            if previous != value:
+                conflicts.append(key)
+    args, warnings = execve_args(merged)
+    if conflicts:
+        warnings.insert(0, f"EXECVE fields repeated with other values (first kept): {', '.join(conflicts)}")
+    return args, warnings
+
+
+def _argc(
+    raw: str | None,
+    whole: dict[int, str],
+    lengths: dict[int, str],
+    fragments: dict[int, dict[int, str]],
+    warnings: list[str],
+) -> int:
+    if raw is not None:
+        text = unquote(raw)
+        if text.isascii() and text.isdigit():
+            return int(text)
+        warnings.append(f"EXECVE argc is not a number: {raw!r}")
+    else:
+        warnings.append("EXECVE argc missing")
+    return max((*whole, *lengths, *fragments), default=-1) + 1
+
+
+def _decode_arg(raw: str) -> str:
+    """One argument: ``"text"`` or hex (NUL bytes kept), else as written."""
+    if raw.startswith('"'):
+        return decode_value(raw)
+    data = decode_hex(raw)
+    return raw if data is None else decode_text(data)
+
+
+def _join_fragments(index: int, parts: dict[int, str], length: str | None, warnings: list[str]) -> str:
+    ordered = [parts[number] for number in sorted(parts)]
+    absent = [number for number in range(max(parts) + 1) if number not in parts]
+    if absent:
+        warnings.append(f"EXECVE a{index} fragments missing: {_ranges(absent)}")
+    if all(not part.startswith('"') for part in ordered):
+        data = decode_hex("".join(ordered))
+        if data is not None:
+            text = decode_text(data)
+            # The kernel gives the length in logged characters (hex digits) for most
+            # arguments, but in bytes for the longest ones.
+            _check_length(index, (len(data), 2 * len(data)), length, absent, warnings)
+            return text
+    text = "".join(_decode_arg(part) for part in ordered)
+    _check_length(index, (len(text.encode("utf-8", "replace")),), length, absent, warnings)
+    return text
+
+
+def _check_length(
+    index: int, accepted: tuple[int, ...], length: str | None, absent: list[int], warnings: list[str]
+) -> None:
+    """Warn when ``aI_len`` is missing or matches none of the ``accepted`` lengths."""
+    if length is None:
+        warnings.append(f"EXECVE a{index}_len missing")
+    elif not absent and (not length.isascii() or not length.isdigit() or int(length) not in accepted):
+        warnings.append(f"EXECVE a{index} has {accepted[0]} bytes, a{index}_len={length}")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"`` (numbers sorted ascending)."""
+    spans: list[str] = []
+    start = previous = numbers[0]
+    for number in numbers[1:]:
+        if number != previous + 1:
+            spans.append(f"{start}-{previous}" if previous > start else str(start))
+            start = number
+        previous = number
+    spans.append(f"{start}-{previous}" if previous > start else str(start))
+    return ", ".join(spans)
