@@ -190,3 +190,27 @@ def test_grouping_equals_libauparse_on_random_logs(tmp_path: pathlib.Path) -> No
     oracle = auparse_events(paths)
     for path in paths:
         assert group_file(path) == oracle[str(path)], f"grouping differs from libauparse on {path.name}"
+
+
+# Generated hypervisor logs: every security model and libvirt style, raw and ENRICHED, with node=.
+_GENERATED = [
+    {"security": "selinux"},
+    {"security": "apparmor", "enriched": True},
+    {"security": "dac", "node": "hv-07"},
+    {"security": "none", "libvirt_style": "old"},
+    {"security": "selinux", "libvirt_style": "legacy", "enriched": True, "node": "hv-02"},
+]
+
+
+def test_grouping_equals_libauparse_on_generated_logs(tmp_path: pathlib.Path) -> None:
+    from forwarder.generate import GeneratorOptions, write_log
+
+    paths = []
+    for seed in range(12):
+        settings = _GENERATED[seed % len(_GENERATED)]
+        path = tmp_path / f"generated-{seed}.log"
+        write_log(path, GeneratorOptions(seed=seed, records=3000, **settings))  # type: ignore[arg-type]
+        paths.append(path)
+    oracle = auparse_events(paths)
+    for path in paths:
+        assert group_file(path) == oracle[str(path)], f"grouping differs from libauparse on {path.name}"

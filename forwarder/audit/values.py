@@ -179,13 +179,14 @@ def split_keys(raw: str) -> list[str]:
         raw: the value as written.
 
     Returns:
-        ``(null)`` / unset -> ``[]``; ``"text"`` -> ``[text]``; hex -> the decoded keys, split
+        ``(null)`` / unset / empty -> ``[]``; ``"text"`` -> ``[text]``; hex -> the decoded keys, split
         at the 0x01 separator (empty parts dropped); anything else -> ``[raw]``.
     """
     if is_unset(raw):
         return []
     if raw.startswith('"'):
-        return [unquote(raw)]
+        text = unquote(raw)
+        return [text] if text else []
     data = decode_hex(raw)
     if data is None:
         return [raw]
