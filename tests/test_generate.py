@@ -326,7 +326,7 @@ def test_daemon_start_format() -> None:
     )
 
 
-# ---------------------------------------------------------------- libvirt (virt-audit.md §1)
+# ---------------------------------------------------------------- libvirt (docs/virt-audit.md §1)
 
 CONTROL = re.compile(
     r"virt=kvm op=(start|stop) reason=(\S+) vm=(\S+) uuid=([0-9a-f-]{36}) vm-pid=(-?\d+) "

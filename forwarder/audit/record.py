@@ -2,7 +2,7 @@
 
 The parser is pure: bytes in, values out, no I/O and no exceptions leaving :func:`parse_line`.
 
-Line layout (``auditd.conf(5)``, ``virt-audit.md`` §1.1)::
+Line layout (``auditd.conf(5)``, ``docs/virt-audit.md`` §1.1)::
 
     [node=NAME ]type=NAME msg=audit(SEC.MSEC:SERIAL): BODY[\\x1dENRICHED]
 
@@ -32,12 +32,14 @@ _HEADER = re.compile(
     r"msg=audit\((?P<sec>\d+)\.(?P<msec>\d+):(?P<serial>\d+)\):? ?"
 )
 
-# Key and value: value is double-quoted, single-quoted (only `msg` uses it, handled before) or bare.
-# Keys as they occur in real logs: `a0`, `a1[2]`, `a2_len`, `vm-pid`, `old-auid`, `SADDR` ...
-_FIELD = re.compile(
-    r"([A-Za-z0-9_\-\[\].:]+)="
-    r"(\"[^\"]*\"?|\{[^}]*\}|\S*(?: \((?:enforce|complain|kill|unconfined|mixed|prompt)\))?)"
-)
+# Key and value, one C-level pass per record.  A value is double-quoted (the kernel and libaudit
+# never escape a quote inside: such values are hex-encoded instead) or runs to the next space, as
+# libauparse splits them.  Keys as they occur in real logs: `a0`, `a1[2]`, `a2_len`, `vm-pid` ...
+_FIELD = re.compile(r'([^ =]+)=("[^"]*"|[^ ]*)')
+# ENRICHED values may also be `{ ... }` groups with spaces inside (`SADDR={ saddr_fam=inet ... }`).
+_ENRICHED_FIELD = re.compile(r'([^ =]+)=("[^"]*"|\{[^}]*\}|[^ ]*)')
+# AppArmor subjects carry their mode after a space: `subj=libvirtd (enforce)`.
+_APPARMOR_SUBJECT = re.compile(r"subj=([^ ]+ \([a-z]+\))")
 
 # SELinux kernel AVC: `avc:  denied  { read write } for  pid=...` (also `granted`).
 _SELINUX_AVC = re.compile(r"avc:\s+(\w+)\s+\{\s*([^}]*?)\s*\}\s+for\s+")
@@ -147,27 +149,23 @@ def _parse(line: bytes | str) -> Record | Malformed:
     else:
         text = line
     text = text.rstrip("\r\n")
-    if not text.strip():
-        return Malformed(text, "empty line")
-    if text.startswith("#"):
-        return Malformed(text, "comment line")
-    if len(text) > MAX_LINE_BYTES:
-        return Malformed(text, f"line longer than {MAX_LINE_BYTES} bytes")
     m = _HEADER.match(text)
     if m is None:
-        if "msg=audit(" in text:
-            return Malformed(text, "unparsable audit header")
-        return Malformed(text, "no msg=audit(SEC.MSEC:SERIAL) header")
-    type_name = m.group("type")
-    type_id = _type_number(type_name)
+        return Malformed(text, _why_not_a_record(text))
+    if len(text) > MAX_LINE_BYTES:
+        return Malformed(text, f"line longer than {MAX_LINE_BYTES} bytes")
+    node, type_name, sec, msec, serial = m.groups()
+    type_id = RECORD_TYPE_NUMBERS.get(type_name)
+    if type_id is None:
+        type_id = _unknown_type_number(type_name)
     raw, sep, enriched_text = text.partition(ENRICHED_SEPARATOR)
     body = raw[m.end() :]
 
     fields: dict[str, str] = {}
     duplicates: list[tuple[str, str]] | None = None
     message: str | None = None
-
-    msg_at = body.find("msg='")
+    # Only user-space messages (outside the kernel's 1300-2099 range) wrap their text in msg='...'.
+    msg_at = body.find("msg='") if not 1300 <= type_id < 2100 else -1
     if msg_at >= 0:
         close = body.rfind("'")
         if close > msg_at + 4:
@@ -183,27 +181,42 @@ def _parse(line: bytes | str) -> Record | Malformed:
             duplicates = _collect(tail, type_id, fields, duplicates)
     else:
         duplicates = _collect(body, type_id, fields, duplicates)
+    subject = fields.get("subj")
+    if subject is not None and ":" not in subject and " (" in body:
+        apparmor = _APPARMOR_SUBJECT.search(body)
+        if apparmor is not None:
+            fields["subj"] = apparmor.group(1)
 
     enriched: dict[str, str] = {}
     if sep:
-        for key, value in _FIELD.findall(enriched_text):
+        for key, value in _ENRICHED_FIELD.findall(enriched_text):
             if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
                 value = value[1:-1]
             enriched.setdefault(key, value)
     return Record(
-        node=m.group("node"),
-        type=type_name,
-        type_id=type_id,
-        sec=int(m.group("sec")),
-        msec=int(m.group("msec")),
-        serial=int(m.group("serial")),
-        fields=fields,
-        enriched=enriched,
-        text=text,
-        message=message,
-        duplicates=duplicates,
-        warnings=warnings,
+        node,
+        type_name,
+        type_id,
+        int(sec),
+        int(msec),
+        int(serial),
+        fields,
+        enriched,
+        text,
+        message,
+        duplicates,
+        warnings,
     )
+
+
+def _why_not_a_record(text: str) -> str:
+    if not text.strip():
+        return "empty line"
+    if text.startswith("#"):
+        return "comment line"
+    if "msg=audit(" in text:
+        return "unparsable audit header"
+    return "no msg=audit(SEC.MSEC:SERIAL) header"
 
 
 def _collect(
@@ -237,10 +250,8 @@ def _collect(
     return duplicates
 
 
-def _type_number(name: str) -> int:
-    number = RECORD_TYPE_NUMBERS.get(name)
-    if number is not None:
-        return number
+def _unknown_type_number(name: str) -> int:
+    """``UNKNOWN[1420]`` -> 1420; any other name libaudit does not know -> -1."""
     if name.startswith("UNKNOWN[") and name.endswith("]"):
         digits = name[8:-1]
         if digits.isdigit():

@@ -3,7 +3,7 @@
 For tests, examples and benchmarks: the same :class:`GeneratorOptions` always give the same
 bytes, the log is produced as a stream (memory does not depend on its size), and every record
 follows the formats of the kernel, auditd, PAM/sshd/sudo, systemd and libvirt
-(``virt-audit.md`` §1).
+(``docs/virt-audit.md`` §1).
 
 Example::
 

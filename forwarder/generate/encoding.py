@@ -3,7 +3,7 @@
 Two writers, one rule: a value is written in upper-case hex (no quotes) when any byte is ``"``,
 below ``0x21`` (space and control bytes), ``0x7f`` or above it (every non-ASCII byte); otherwise
 it is written in double quotes.  The kernel calls this ``audit_string_contains_control`` and
-libvirt goes through libaudit's ``audit_encode_nv_string`` (``virt-audit.md`` §1.2).
+libvirt goes through libaudit's ``audit_encode_nv_string`` (``docs/virt-audit.md`` §1.2).
 """
 
 from __future__ import annotations

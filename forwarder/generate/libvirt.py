@@ -1,4 +1,4 @@
-"""libvirt guests and their audit records (``virt-audit.md`` §1): VIRT_MACHINE_ID, VIRT_RESOURCE,
+"""libvirt guests and their audit records (``docs/virt-audit.md`` §1): VIRT_MACHINE_ID, VIRT_RESOURCE,
 VIRT_CONTROL, plus the kernel records a guest's life causes (tap promiscuous mode, qemu's execve
 and image opens, svirt/AppArmor denials, qemu crashes).
 
@@ -39,7 +39,7 @@ VIRT_TYPE: Final = "kvm"
 #: Images live here (the default storage pool).
 IMAGE_DIR: Final = "/var/lib/libvirt/images"
 
-#: An install medium whose path has a space, so ``new-disk=`` is hex (as in ``virt-audit.md`` §1.7).
+#: An install medium whose path has a space, so ``new-disk=`` is hex (as in ``docs/virt-audit.md`` §1.7).
 INSTALL_ISO: Final = "/var/lib/libvirt/images/ISO Images/rhel-9.3-x86_64-boot.iso"
 
 #: Device nodes every QEMU guest is allowed in its devices cgroup: (path, rdev as ``%02X:%02X``).
@@ -61,7 +61,7 @@ VHOST_NET_DEVICE: Final = ("/dev/vhost-net", "0A:EE")
 PTY_MAJOR_HEX: Final = "88"
 
 #: Guest names.  Plain ones are written ``vm="name"``; the others are hex-encoded (space, quote,
-#: non-ASCII) per ``virt-audit.md`` §1.2.
+#: non-ASCII) per ``docs/virt-audit.md`` §1.2.
 PLAIN_NAMES: Final = (
     "web01",
     "web02",
@@ -409,7 +409,7 @@ def qemu_argv(daemon: Libvirtd, guest: Guest) -> list[str]:
 def start_steps(
     daemon: Libvirtd, host: HostState, guest: Guest, reason: str, *, fail: bool = False
 ) -> list[Step]:
-    """The records of starting ``guest`` (``virt-audit.md`` §1.5 "Typical start").
+    """The records of starting ``guest`` (``docs/virt-audit.md`` §1.5 "Typical start").
 
     MACHINE_ID(s) -> cgroup deny all / allow ... -> net open (tap, vhost-net) -> ANOM_PROMISCUOUS
     (+SYSCALL) per tap -> qemu's execve and image opens -> resource records -> VIRT_CONTROL start.

@@ -1,7 +1,7 @@
 """User-space records: PAM and login messages of sshd, sudo and cron, systemd services, the
 utmp boot/runlevel/shutdown records and auditd's own DAEMON_* records.
 
-User-space programs send a text and the kernel wraps it (``virt-audit.md`` §1.1)::
+User-space programs send a text and the kernel wraps it (``docs/virt-audit.md`` §1.1)::
 
     pid=P uid=U auid=A ses=S[ subj=CTX] msg='TEXT exe=EXE hostname=H addr=A terminal=T res=R'
 """
