@@ -6,11 +6,19 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Differential oracles: libauparse's Python bindings and the real auvirt/ausearch (Debian packages).
-if ! command -v auvirt >/dev/null || ! /usr/bin/python3 -c 'import auparse' 2>/dev/null; then
-  echo "== installing Debian packages auditd python3-audit"
+# Differential oracles: libauparse's Python bindings and the real auvirt/ausearch (Debian packages);
+# unzip, curl and setpriv for tests/engines/start.sh, which fetches the engines with Maven (Java and
+# Maven come with the machine).
+need=()
+command -v auvirt >/dev/null || need+=(auditd)
+/usr/bin/python3 -c 'import auparse' 2>/dev/null || need+=(python3-audit)
+command -v unzip >/dev/null || need+=(unzip)
+command -v curl >/dev/null || need+=(curl)
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq auditd python3-audit >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}
