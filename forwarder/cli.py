@@ -58,12 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     parse.set_defaults(handler=_parse_command)
+    # Listed for --help only: main() hands `sessions ...` to its own parser before argparse.
+    commands.add_parser(
+        "sessions",
+        add_help=False,
+        help="guest sessions from hypervisor logs, a drop-in auvirt 3.0.9 (its options; --help)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["sessions"]:
+        # auvirt's own hand-written option syntax, passed on untouched (not argparse).
+        from forwarder.sessions_command import main as sessions_main
+
+        return sessions_main(words[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     try:
         status: int = args.handler(args, parser)
     except KeyboardInterrupt:
