@@ -8,7 +8,7 @@ import random
 import pytest
 
 from forwarder.audit.assemble import Assembler, ends_event
-from forwarder.audit.record import Event, Record, parse_line
+from forwarder.audit.record import Event, Malformed, Record, parse_line
 from tests.corpus import all_logs, corpus_dir
 from tests.oracles import GroupedEvent, auparse_events
 
@@ -127,6 +127,21 @@ def _rec(type_name: str, sec: int, msec: int, serial: int) -> Record:
 DELIBERATE_DIFFERENCES: dict[str, str] = {}
 
 
+def test_deliberate_difference_a_cut_header_is_malformed_not_serial_0(tmp_path: pathlib.Path) -> None:
+    """A line cut inside its header and glued to the next record (a syslog relay artifact).
+
+    libauparse reads the cut stamp with serial 0 and makes an event of it, so unrelated cut lines
+    of the same millisecond would merge; we count the line as malformed and keep it in the
+    dead-letter file instead: its event key cannot be trusted.
+    """
+    glued = b"type=SYSCALL msg=audit(1710001785.135:type=USER_LOGIN msg=audit(1710001786.000:5): pid=1 res=success\n"
+    path = tmp_path / "glued.log"
+    path.write_bytes(glued + line("USER_LOGIN", 1710001788, 100, 7))
+    assert auparse_events([path])[str(path)][0] == (None, 1710001785, 135, 0, [1300])
+    assert isinstance(parse_line(glued), Malformed)
+    assert group_file(path) == [(None, 1710001788, 100, 7, [1112])]
+
+
 def test_corpus_is_present_in_ci() -> None:
     import os
 
@@ -165,7 +180,17 @@ def random_log(seed: int, lines: int = 400) -> list[bytes]:
     for _ in range(lines):
         roll = rng.random()
         if roll < 0.03:
-            out.append(rng.choice([b"garbage line\n", b"# comment\n", b"\n", b"type=SYSCALL msg=audit(bad\n"]))
+            out.append(
+                rng.choice(
+                    [
+                        b"garbage line\n",
+                        b"# comment\n",
+                        b"\n",
+                        b"type=SYSCALL msg=audit(bad\n",
+                        line("USER_LOGIN", sec, 1000, serial),  # milliseconds out of range
+                    ]
+                )
+            )
             continue
         if roll < 0.5 and open_events:
             node, esec, emsec, eserial = rng.choice(open_events)

@@ -29,7 +29,7 @@ MAX_LINE_BYTES: Final = 1 << 20
 
 _HEADER = re.compile(
     r"(?:node=(?P<node>\S*) )?type=(?P<type>[A-Za-z0-9_\[\]]+) "
-    r"msg=audit\((?P<sec>\d+)\.(?P<msec>\d+):(?P<serial>\d+)\):? ?"
+    r"msg=audit\((?P<sec>\d+)\.(?P<msec>\d{1,3}):(?P<serial>\d+)\):? ?"
 )
 
 # Key and value, one C-level pass per record.  A value is double-quoted (the kernel and libaudit
