@@ -14,6 +14,7 @@ from forwarder.accounts import parse_id_names
 from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT
 from forwarder.ecs.normalize import NormalizeOptions
 from forwarder.offline import DeadLetters, InputError, OutputError, ParseSettings, parse_files
+from forwarder.run_command import add_run_parser
 
 #: Exit status for usage and I/O errors (argparse uses 2 for usage errors too).
 EXIT_ERROR = 2
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     parse.set_defaults(handler=_parse_command)
+    add_run_parser(commands)
     # Listed for --help only: main() hands `sessions ...` to its own parser before argparse.
     commands.add_parser(
         "sessions",

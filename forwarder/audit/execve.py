@@ -17,6 +17,41 @@ from forwarder.audit.values import decode_hex, decode_text, decode_value, unquot
 #: ``a12`` (whole argument), ``a12_len`` (length of a split one), ``a12[3]`` (a fragment).
 _ARG_KEY: Final = re.compile(r"a(\d+)(?:(_len)|\[(\d+)\])?")
 
+#: What a field name of an EXECVE record is, as :func:`_arg_key` says.
+_WHOLE: Final = -1
+_LENGTH: Final = -2
+
+#: Field names seen so far -> :func:`_arg_key`'s answer; the same few hundred names occur in
+#: every EXECVE record, so the regex runs once per name.  Bounded against logs with endless
+#: distinct names (then names are matched every time).
+_ARG_KEYS: Final[dict[str, tuple[int, int] | None]] = {}
+_ARG_KEYS_MAX: Final = 1 << 16
+#: Marks a name not yet in :data:`_ARG_KEYS` (compared by identity; no answer is this object).
+_NOT_SEEN: Final[tuple[int, int]] = (-1, -1)
+
+
+def _arg_key(key: str) -> tuple[int, int] | None:
+    """``(argument index, part)`` of an EXECVE field name, or None for ``argc`` and others.
+
+    ``part`` is :data:`_WHOLE` (``a12``), :data:`_LENGTH` (``a12_len``) or the fragment number
+    (``a12[3]`` -> 3).
+    """
+    known = _ARG_KEYS.get(key, _NOT_SEEN)
+    if known is not _NOT_SEEN:
+        return known
+    match = _ARG_KEY.fullmatch(key)
+    if match is None:
+        parsed = None
+    elif match[2]:
+        parsed = (int(match[1]), _LENGTH)
+    elif match[3] is not None:
+        parsed = (int(match[1]), int(match[3]))
+    else:
+        parsed = (int(match[1]), _WHOLE)
+    if len(_ARG_KEYS) < _ARG_KEYS_MAX:
+        _ARG_KEYS[key] = parsed
+    return parsed
+
 
 def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
     """Decode the arguments of an EXECVE record (or of several merged, see below).
@@ -36,25 +71,33 @@ def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
     whole: dict[int, str] = {}
     lengths: dict[int, str] = {}
     fragments: dict[int, dict[int, str]] = {}
+    known = _ARG_KEYS
     for key, value in fields.items():
-        match = _ARG_KEY.fullmatch(key)
-        if match is None:
+        parsed = known.get(key, _NOT_SEEN)
+        if parsed is _NOT_SEEN:
+            parsed = _arg_key(key)
+        if parsed is None:
             continue
-        index = int(match[1])
-        if match[2]:
-            lengths[index] = value
-        elif match[3] is not None:
-            fragments.setdefault(index, {})[int(match[3])] = value
-        else:
+        index, part = parsed
+        if part == _WHOLE:
             whole[index] = value
+        elif part == _LENGTH:
+            lengths[index] = value
+        else:
+            fragments.setdefault(index, {})[part] = value
 
     warnings: list[str] = []
     argc = _argc(fields.get("argc"), whole, lengths, fragments, warnings)
     args: list[str] = []
     missing: list[int] = []
     for index in range(argc):
-        if index in whole:
-            args.append(_decode_arg(whole[index]))
+        raw = whole.get(index)
+        if raw is not None:
+            if raw[:1] == '"':  # the common case of _decode_arg, inlined
+                end = raw.find('"', 1)
+                args.append(raw[1:end] if end > 0 else raw[1:])
+            else:
+                args.append(_decode_arg(raw))
         elif index in fragments:
             args.append(_join_fragments(index, fragments[index], lengths.get(index), warnings))
         else:
@@ -77,6 +120,8 @@ def execve_args_from_records(records: Iterable[dict[str, str]]) -> tuple[list[st
         As :func:`execve_args` on the merged fields.  A field seen in two records keeps its
         first value, with a warning.
     """
+    if isinstance(records, list) and len(records) == 1:
+        return execve_args(records[0])  # one record: nothing to merge, no conflict possible
     merged: dict[str, str] = {}
     conflicts: list[str] = []
     for fields in records:

@@ -77,7 +77,6 @@ _SYSCALL_NAME_SETS: Final[dict[str, frozenset[str]]] = {
     arch: frozenset(table.values()) for arch, table in SYSCALL_NAMES.items()
 }
 
-_HEX = re.compile(r"[0-9A-Fa-f]+")
 _APPARMOR_LABEL = re.compile(r"(?P<domain>.*\S)\s+\((?P<mode>[a-z_-]+)\)")
 #: Number of colon-separated parts before the MLS/MCS level of an SELinux context.
 _SELINUX_PARTS_BEFORE_LEVEL = 3
@@ -105,9 +104,16 @@ def is_unset(raw: str) -> bool:
 
 def decode_hex(raw: str) -> bytes | None:
     """The bytes of an even-length hex string of at least 2 digits (either case), else ``None``."""
-    if len(raw) < 2 or len(raw) % 2 or not _HEX.fullmatch(raw):
+    length = len(raw)
+    if length < 2 or length % 2:
         return None
-    return bytes.fromhex(raw)
+    try:
+        data = bytes.fromhex(raw)
+    except ValueError:  # a character that is no hex digit
+        return None
+    # bytes.fromhex skips white space between bytes: only a string of hex digits alone gives
+    # exactly one byte per two characters.
+    return data if len(data) * 2 == length else None
 
 
 def decode_text(data: bytes) -> str:

@@ -19,9 +19,8 @@ type number), the document is built once, and nothing is deep-copied.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
-import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -59,8 +58,6 @@ _EXECVE: Final = 1309
 _EOE: Final = 1320
 _PROCTITLE: Final = 1327
 
-_WHITESPACE: Final = re.compile(r"\s")
-
 #: Interpreters whose executable says little: the summary's "how" uses comm for them instead.
 _INTERPRETER_PREFIXES: Final = ("/usr/bin/python", "/usr/bin/sh", "/usr/bin/bash", "/usr/bin/perl")
 
@@ -80,6 +77,9 @@ _OUTCOMES: Final = {"success": "success", "fail": "failure"}
 _UNSET_TEXT: Final = "unset"
 _UNSET_IDS: Final = frozenset({"4294967295", "-1", _UNSET_TEXT, ""})
 
+#: The session id of a process outside any login session, as the kernel writes it.
+_UNSET_SESSION: Final = str(values.UNSET_ID)
+
 #: Digits of 4294967295 (the unset id): shorter decimal numbers are always valid ids.
 _UNSET_ID_DIGITS: Final = 10
 
@@ -92,6 +92,10 @@ _ECS_FILE_TYPES: Final = {"directory": "dir"}
 #: Raw values that say "no value" and are left out of auditd.data and auditd.paths (as
 #: go-libaudit does); ``(none)`` (no terminal) is information and is kept.
 _NO_VALUE: Final = frozenset({"", "?", "(null)", '"?"', '""', '"(null)"', "'?'"})
+
+#: Entries kept by each memo of repeated records before it starts over: a few thousand distinct
+#: binaries, images and command lines cover a hypervisor; beyond that the memo is cleared.
+_MEMO_MAX_ENTRIES: Final = 4096
 
 #: PATH name types that are not the object itself (libauparse and go-libaudit skip them).
 _NOT_OBJECT_NAMETYPES: Final = frozenset({"PARENT", "UNKNOWN"})
@@ -118,6 +122,9 @@ class NormalizeOptions:
     namespace: str = DEFAULT_NAMESPACE
     #: name -> uid, derived from ``users`` (for table mappings that give a name).
     user_ids: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    #: Interpretations of PATH records already met (they depend on ``users``/``groups``, hence
+    #: kept per options); see :func:`_apply_paths`.
+    path_memo: dict[tuple[Any, ...], _PathsResult] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Keys may come as ints from a passwd parser; lookups use the decimal text of the log.
@@ -126,6 +133,7 @@ class NormalizeOptions:
         object.__setattr__(self, "users", users)
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "user_ids", {name: uid for uid, name in users.items()})
+        object.__setattr__(self, "path_memo", {})
 
 
 def document_id(host: str, event: Event) -> str:
@@ -140,7 +148,12 @@ def document_id(host: str, event: Event) -> str:
     """
     key = f"{host}\x1f{event.node or ''}\x1f{event.sec}\x1f{event.msec}\x1f{event.serial}"
     digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=DOCUMENT_ID_BYTES).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii")
+    # base64.urlsafe_b64encode without its two Python-level calls.
+    return binascii.b2a_base64(digest, newline=False).translate(_URL_SAFE_BASE64).decode("ascii")
+
+
+#: Standard base64 alphabet -> the url-safe one (``+/`` -> ``-_``).
+_URL_SAFE_BASE64: Final = bytes.maketrans(b"+/", b"-_")
 
 
 #: Labels repeat on every event of a process; the cache returns shared dicts, so callers copy.
@@ -271,9 +284,14 @@ def _name_of(state: _State, enriched_key: str, number: str, table: Mapping[str, 
     return table.get(number)
 
 
+def _is_canonical_id(raw: str) -> bool:
+    """Whether ``raw`` is a set id in canonical decimal form (no quotes, no leading zero)."""
+    return raw.isdigit() and len(raw) < _UNSET_ID_DIGITS and (raw[0] != "0" or raw == "0")
+
+
 def _take_id(state: _State, key: str, raw: str) -> None:
     """uid, gid, auid ...: kept as decimal text (or a name, see below) for :func:`_write_users`."""
-    if raw.isdigit() and len(raw) < _UNSET_ID_DIGITS and (raw[0] != "0" or raw == "0"):
+    if _is_canonical_id(raw):
         state.ids[key] = raw  # the common case, already in canonical form
         return
     number = values.audit_id(raw)
@@ -307,6 +325,11 @@ def _take_exe(state: _State, key: str, raw: str) -> None:
 
 
 def _take_session(state: _State, key: str, raw: str) -> None:
+    if raw == _UNSET_SESSION:
+        return
+    if raw.isascii() and _is_canonical_id(raw):
+        state.doc["auditd"]["session"] = raw
+        return
     session = values.audit_id(raw)
     if session is not None:
         state.doc["auditd"]["session"] = str(session)
@@ -317,7 +340,12 @@ def _take_session(state: _State, key: str, raw: str) -> None:
 def _take_subject(state: _State, key: str, raw: str) -> None:
     context = _selinux_context(raw)
     if context:
-        _put(state.doc, ("auditd", "user", "selinux"), dict(context))
+        auditd = state.doc["auditd"]
+        user = auditd.get("user")
+        if user is None:
+            auditd["user"] = {"selinux": dict(context)}
+        else:
+            user["selinux"] = dict(context)
 
 
 def _take_key(state: _State, key: str, raw: str) -> None:
@@ -328,7 +356,9 @@ def _take_key(state: _State, key: str, raw: str) -> None:
 
 def _take_result(state: _State, key: str, raw: str) -> None:
     # Old PAM messages end in "(hostname=..., addr=..., terminal=... res=success)".
-    result = _RESULTS.get(values.unquote(raw).rstrip("),").lower())
+    result = _RESULTS.get(raw)  # the common case: a bare lower-case result
+    if result is None:
+        result = _RESULTS.get(values.unquote(raw).rstrip("),").lower())
     if result is None:
         raise ValueError(f"{key}={raw} is no known result")
     if state.result is None:
@@ -340,7 +370,7 @@ def _take_arch(state: _State, key: str, raw: str) -> None:
     state.data["arch"] = name if name is not None else raw
     if name is not None:
         state.arch = name
-        _put(state.doc, ("host", "architecture"), name)
+        state.doc["host"]["architecture"] = name
 
 
 def _take_syscall(state: _State, key: str, raw: str) -> None:
@@ -365,10 +395,22 @@ def _take_cwd(state: _State, key: str, raw: str) -> None:
         _put(state.doc, ("process", "working_directory"), values.decode_value(raw))
 
 
+#: proctitle= value -> process.title (None: no arguments); titles repeat like the commands
+#: they show.
+_TITLE_MEMO: Final[dict[str, str | None]] = {}
+
+
 def _take_proctitle(state: _State, key: str, raw: str) -> None:
-    args = values.decode_proctitle(raw)
-    if args:
-        _put(state.doc, ("process", "title"), " ".join(args))
+    if raw in _TITLE_MEMO:
+        title = _TITLE_MEMO[raw]
+    else:
+        args = values.decode_proctitle(raw)
+        title = " ".join(args) if args else None  # [""] (from '""') is a title: the empty one
+        if len(_TITLE_MEMO) >= _MEMO_MAX_ENTRIES:
+            _TITLE_MEMO.clear()
+        _TITLE_MEMO[raw] = title
+    if title is not None:
+        _put(state.doc, ("process", "title"), title)
 
 
 #: Raw field name -> taker.  arch is interpreted first: syscall names need it.
@@ -392,34 +434,92 @@ _TAKERS: Final[dict[str, Callable[[_State, str, str], None]]] = {
 }
 
 
-def _entity(state: _State, key: str, enriched_key: str, table: Mapping[str, str]) -> dict[str, str] | None:
-    """``{"id", "name"}`` of one uid/gid field, or None when the field is absent or unset."""
-    number = state.ids.get(key)
-    if number is None:
-        name = state.id_names.get(key)
-        return None if name is None else {"name": name}
-    entity = {"id": number}
-    name = state.enriched.get(enriched_key)
-    if name is None or name == _UNSET_TEXT or name == "?" or name.startswith(_NOT_A_NAME_PREFIX):
-        name = table.get(number)
-    if name is not None:
-        entity["name"] = name
-    return entity
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    """What to do with a raw field of a given name, worked out once per name.
+
+    Attributes:
+        taker: the field's taker (:data:`_TAKERS`), None when it only goes to ``auditd.data``.
+        data_key: its key in ``auditd.data`` (hyphens as underscores).
+        encoded: whether its value may be hex-encoded (:data:`values.ENCODED_FIELDS`).
+        is_id: a uid/gid taker (:func:`_take_id`), whose common case is inlined.
+        summary_id: the summary reports an unset value as ``unset`` (``*uid``, ``*auid``, ``*ses``).
+    """
+
+    taker: Callable[[_State, str, str], None] | None
+    data_key: str
+    encoded: bool
+    is_id: bool
+    summary_id: bool
+
+
+#: Field name -> plan, filled as names are met.  Bounded against logs with endless distinct names
+#: (beyond it, plans are worked out on every use).
+_FIELD_PLANS: Final[dict[str, _FieldPlan]] = {}
+_FIELD_PLANS_MAX: Final = 1 << 16
+
+
+def _field_plan(key: str) -> _FieldPlan:
+    """The plan of field ``key`` (memoized in :data:`_FIELD_PLANS`)."""
+    plan = _FIELD_PLANS.get(key)
+    if plan is not None:
+        return plan
+    taker = _TAKERS.get(key)
+    plan = _FieldPlan(
+        taker=taker,
+        data_key=_data_key(key),
+        encoded=key in values.ENCODED_FIELDS,
+        is_id=taker is _take_id,
+        summary_id=key.endswith(("uid", "auid", "ses")),
+    )
+    if len(_FIELD_PLANS) < _FIELD_PLANS_MAX:
+        _FIELD_PLANS[key] = plan
+    return plan
+
+
+#: uid/gid field -> (its ENRICHED key, whether it names a group).
+_ID_FIELDS: Final[dict[str, tuple[str, bool]]] = {
+    key: (key.upper(), key.endswith("gid"))
+    for key in ("uid", "euid", "gid", "egid", "auid", "suid", "sgid", "fsuid", "fsgid")
+}
+
+
+def _entities(state: _State) -> dict[str, dict[str, str]]:
+    """``{"id", "name"}`` of every uid/gid field present and set, by field name.
+
+    The name comes from the ENRICHED part when it names someone, else from the options' tables;
+    a field that held a name instead of a number gives ``{"name"}`` alone.
+    """
+    enriched = state.enriched
+    options = state.options
+    users = options.users
+    groups = options.groups
+    found: dict[str, dict[str, str]] = {}
+    for key, number in state.ids.items():
+        enriched_key, is_group = _ID_FIELDS[key]
+        name = enriched.get(enriched_key) if enriched else None
+        if name is None or name == _UNSET_TEXT or name == "?" or name.startswith(_NOT_A_NAME_PREFIX):
+            table = groups if is_group else users
+            name = table.get(number) if table else None
+        found[key] = {"id": number} if name is None else {"id": number, "name": name}
+    for key, name in state.id_names.items():
+        found[key] = {"name": name}
+    return found
 
 
 def _write_users(state: _State) -> None:
     """user.*, user.group, user.effective.* and auditd.user.* from the id fields (Auditbeat's layout)."""
     if not state.ids and not state.id_names:
         return
-    users = state.options.users
-    groups = state.options.groups
+    found = _entities(state)
+    get = found.get
     doc = state.doc
-    user: dict[str, Any] = _entity(state, "uid", "UID", users) or {}
-    group = _entity(state, "gid", "GID", groups)
+    user: dict[str, Any] = get("uid") or {}
+    group = get("gid")
     if group is not None:
         user["group"] = group
-    effective: dict[str, Any] = _entity(state, "euid", "EUID", users) or {}
-    effective_group = _entity(state, "egid", "EGID", groups)
+    effective: dict[str, Any] = get("euid") or {}
+    effective_group = get("egid")
     if effective_group is not None:
         effective["group"] = effective_group
     if effective:
@@ -427,12 +527,12 @@ def _write_users(state: _State) -> None:
     if user:
         doc["user"] = user
     extra: dict[str, Any] = {}
-    audit = _entity(state, "auid", "AUID", users)
+    audit = get("auid")
     if audit is not None:
         extra["audit"] = audit
-    for name, uid_key, gid_key in (("saved", "suid", "sgid"), ("filesystem", "fsuid", "fsgid")):
-        entity: dict[str, Any] = _entity(state, uid_key, uid_key.upper(), users) or {}
-        entity_group = _entity(state, gid_key, gid_key.upper(), groups)
+    for name, uid_key, gid_key in _AUDITD_USERS:
+        entity: dict[str, Any] = get(uid_key) or {}
+        entity_group = get(gid_key)
         if entity_group is not None:
             entity["group"] = entity_group
         if entity:
@@ -443,6 +543,10 @@ def _write_users(state: _State) -> None:
             doc["auditd"]["user"] = extra
         else:
             auditd_user.update(extra)
+
+
+#: auditd.user.* entities: (name, uid field, gid field).
+_AUDITD_USERS: Final = (("saved", "suid", "sgid"), ("filesystem", "fsuid", "fsgid"))
 
 
 # Record handlers: how each record's fields enter the state. ------------------------------------
@@ -610,27 +714,31 @@ def _interpret_fields(state: _State) -> None:
     """Every merged raw field goes to its taker or, decoded, to ``auditd.data``."""
     raw = state.raw
     data = state.data
-    takers = _TAKERS
-    encoded = values.ENCODED_FIELDS
+    ids = state.ids
+    plans = _FIELD_PLANS
     no_value = _NO_VALUE
+    decode_value = values.decode_value
     arch = raw.get("arch")
     if arch is not None:
         _run_taker(state, _take_arch, "arch", arch)
     for key, value in raw.items():
-        taker = takers.get(key)
+        plan = plans.get(key) or _field_plan(key)
+        taker = plan.taker
         if taker is None:
             if value not in no_value:
-                if key in encoded:
-                    value = values.decode_value(value)
+                if plan.encoded:
+                    value = decode_value(value)
                 elif value[0] == '"':
-                    value = values.unquote(value)
-                data[key.replace("-", "_") if "-" in key else key] = value
+                    value = value[1:-1] if len(value) > 1 and value[-1] == '"' else value[1:]
+                data[plan.data_key] = value
+        elif plan.is_id and value.isdigit() and len(value) < _UNSET_ID_DIGITS and (value[0] != "0" or value == "0"):
+            ids[key] = value  # the common case of _take_id (_is_canonical_id), inlined
         elif taker is not _take_arch:
             try:
                 taker(state, key, value)
             except Exception as exc:
                 state.warnings.append(f"{key}: cannot interpret {value!r} ({exc})")
-                data[_data_key(key)] = value
+                data[plan.data_key] = value
     if state.cwd is not None:
         _run_taker(state, _take_cwd, "cwd", state.cwd)
     if state.proctitle is not None:
@@ -755,22 +863,35 @@ def _apply_records(state: _State, norm: Normalization) -> None:
         _apply_addr(state, norm, addr)
 
 
+#: EXECVE records' fields -> (arguments, warnings, command line); the same commands run again
+#: and again, so their decoding is remembered.  Values are immutable; lists are made per document.
+_EXECVE_MEMO: Final[dict[tuple[tuple[tuple[str, str], ...], ...], tuple[tuple[str, ...], tuple[str, ...], str]]] = {}
+
+
 def _apply_execve(state: _State) -> None:
-    try:
-        args, warnings = execve_args_from_records(state.execve)
-    except Exception as exc:
-        state.warnings.append(f"EXECVE: cannot interpret ({exc})")
-        state.data["execve"] = [dict(fields) for fields in state.execve]
-        return
-    state.warnings.extend(warnings)
+    key = tuple(tuple(fields.items()) for fields in state.execve)
+    known = _EXECVE_MEMO.get(key)
+    if known is None:
+        try:
+            args, warnings = execve_args_from_records(state.execve)
+        except Exception as exc:
+            state.warnings.append(f"EXECVE: cannot interpret ({exc})")
+            state.data["execve"] = [dict(fields) for fields in state.execve]
+            return
+        known = (tuple(args), tuple(warnings), command_line(args) if args else "")
+        if len(_EXECVE_MEMO) >= _MEMO_MAX_ENTRIES:
+            _EXECVE_MEMO.clear()
+        _EXECVE_MEMO[key] = known
+    args_known, warnings_known, line = known
+    state.warnings.extend(warnings_known)
     argc = state.execve[0].get("argc")
     if argc is not None:
         state.data["argc"] = values.unquote(argc)
-    if args:
+    if args_known:
         process = state.doc.setdefault("process", {})
-        process["args"] = args
-        process["args_count"] = len(args)
-        process["command_line"] = command_line(args)
+        process["args"] = list(args_known)
+        process["args_count"] = len(args_known)
+        process["command_line"] = line
 
 
 def command_line(args: list[str]) -> str:
@@ -780,37 +901,124 @@ def command_line(args: list[str]) -> str:
     """
     parts = []
     for arg in args:
-        if arg and _WHITESPACE.search(arg) is None:
+        # str.split() cuts at exactly the characters str.isspace() accepts (regex \\s): one
+        # part equal to the argument means no white space and not empty.
+        if arg.split(None, 1) == [arg]:
             parts.append(arg)
         else:
             parts.append('"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return " ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _PathsResult:
+    """What the PATH records of an event give the document (see :func:`_interpret_paths`).
+
+    Shared between documents through :data:`NormalizeOptions.path_memo`: the dicts are copied
+    when written, never handed out.
+
+    Attributes:
+        entries: ``auditd.paths``, one dict per record.
+        file: the ECS ``file`` object of the chosen record (None when empty).
+        object_primary: ``auditd.summary.object.primary`` (the chosen path name), or None.
+        object_type: ``auditd.summary.object.type`` (the file type), or None.
+        file_selinux: ``auditd.file.selinux`` (the label of the chosen record), or None.
+        warning: a mode that is not octal, or None.
+    """
+
+    entries: tuple[dict[str, str], ...]
+    file: dict[str, str] | None
+    object_primary: str | None
+    object_type: str | None
+    file_selinux: dict[str, str] | None
+    warning: str | None
+
+
+def _path_record_key(record: Record) -> tuple[Any, ...]:
+    """Everything of a PATH record that :func:`_interpret_paths` reads, as a hashable key."""
+    return (
+        tuple(record.fields.items()),
+        tuple(record.duplicates) if record.duplicates else None,
+        tuple(record.enriched.items()) if record.enriched else None,
+    )
+
+
 def _apply_paths(state: _State, norm: Normalization) -> None:
-    paths: list[dict[str, str]] = []
-    for record in state.paths:
+    """auditd.paths, file.* and the file object of the summary, from the PATH records.
+
+    PATH records repeat (the same binaries and images, over and over), so their interpretation
+    is remembered per options (:attr:`NormalizeOptions.path_memo`) by the records' content.
+    """
+    records = state.paths
+    options = state.options
+    key = (norm.path_index, norm.object_type, tuple(_path_record_key(record) for record in records))
+    memo = options.path_memo
+    result = memo.get(key)
+    if result is None:
+        result = _interpret_paths(records, norm, options)
+        if len(memo) >= _MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo[key] = result
+    _write_paths(state, result)
+
+
+def _write_paths(state: _State, result: _PathsResult) -> None:
+    """Copy a :class:`_PathsResult` into the document, in the order the fields were always set."""
+    doc = state.doc
+    doc["auditd"]["paths"] = [dict(entry) for entry in result.entries]
+    if result.object_primary is not None:
+        _put(doc, ("auditd", "summary", "object", "primary"), result.object_primary)
+    if result.warning is not None:
+        state.warnings.append(result.warning)
+    if result.object_type is not None:
+        _put(doc, ("auditd", "summary", "object", "type"), result.object_type)
+    if result.file_selinux is not None:
+        _put(doc, ("auditd", "file", "selinux"), dict(result.file_selinux))
+    if result.file is not None:
+        doc["file"] = dict(result.file)
+
+
+def _interpret_paths(records: list[Record], norm: Normalization, options: NormalizeOptions) -> _PathsResult:
+    """Decode the PATH records and pick the one that is the event's file (pure)."""
+    entries: list[dict[str, str]] = []
+    plans = _FIELD_PLANS
+    no_value = _NO_VALUE
+    decode_value = values.decode_value
+    for record in records:
         entry: dict[str, str] = {}
         for key, raw in record.fields.items():
-            if raw not in _NO_VALUE:
-                entry[_data_key(key)] = _decode(key, raw)
+            if raw not in no_value:
+                plan = plans.get(key) or _field_plan(key)
+                if plan.encoded:
+                    raw = decode_value(raw)
+                elif raw[0] == '"':
+                    raw = raw[1:-1] if len(raw) > 1 and raw[-1] == '"' else raw[1:]
+                entry[plan.data_key] = raw
         if record.duplicates:
             for key, raw in record.duplicates:
                 entry.setdefault(_data_key(key) + "_repeated", _decode(key, raw))
-        paths.append(entry)
-    state.doc["auditd"]["paths"] = paths
+        entries.append(entry)
 
-    start = norm.path_index if norm.path_index < len(paths) else 0
+    start = norm.path_index if norm.path_index < len(entries) else 0
     chosen = start
-    for index in range(start, len(paths)):
-        if paths[index].get("nametype") not in _NOT_OBJECT_NAMETYPES:
+    for index in range(start, len(entries)):
+        if entries[index].get("nametype") not in _NOT_OBJECT_NAMETYPES:
             chosen = index
             break
-    _apply_file(state, paths[chosen], state.paths[chosen], norm)
+    return _interpret_file(tuple(entries), chosen, records[chosen], norm, options)
 
 
-def _apply_file(state: _State, path: dict[str, str], record: Record, norm: Normalization) -> None:
-    file: dict[str, Any] = {}
+def _interpret_file(
+    entries: tuple[dict[str, str], ...],
+    chosen: int,
+    record: Record,
+    norm: Normalization,
+    options: NormalizeOptions,
+) -> _PathsResult:
+    """The ECS file of the chosen PATH entry and what it gives the summary."""
+    path = entries[chosen]
+    file: dict[str, str] = {}
+    object_primary = object_type = warning = None
     name = path.get("name")
     if name is not None:
         file["path"] = name
@@ -823,7 +1031,7 @@ def _apply_file(state: _State, path: dict[str, str], record: Record, norm: Norma
         if slash:
             file["directory"] = directory or "/"
         if norm.object_type in ("file", "filesystem"):
-            _put(state.doc, ("auditd", "summary", "object", "primary"), name)
+            object_primary = name
     inode = path.get("inode")
     if inode is not None:
         file["inode"] = inode
@@ -834,14 +1042,13 @@ def _apply_file(state: _State, path: dict[str, str], record: Record, norm: Norma
     if mode_raw is not None:
         mode = values.file_mode(mode_raw)
         if mode is None:
-            state.warnings.append(f"PATH mode={mode_raw!r} is not octal")
+            warning = f"PATH mode={mode_raw!r} is not octal"
         else:
             file["mode"] = mode[0]
             if mode[1]:
                 file["type"] = _ECS_FILE_TYPES.get(mode[1], mode[1])
                 if norm.object_type == "file":
-                    _put(state.doc, ("auditd", "summary", "object", "type"), mode[1])
-    options = state.options
+                    object_type = mode[1]
     for key, enriched_key, name_field, table in (
         ("ouid", "OUID", "owner", options.users),
         ("ogid", "OGID", "group", options.groups),
@@ -859,13 +1066,13 @@ def _apply_file(state: _State, path: dict[str, str], record: Record, norm: Norma
             owner = table.get(text)
         if owner is not None:
             file[name_field] = owner
+    file_selinux = None
     obj = path.get("obj")
     if obj is not None:
         context = _selinux_context(obj)
         if context:
-            _put(state.doc, ("auditd", "file", "selinux"), dict(context))
-    if file:
-        state.doc["file"] = file
+            file_selinux = context
+    return _PathsResult(entries, file or None, object_primary, object_type, file_selinux, warning)
 
 
 #: SOCKADDR decoder keys -> auditd.data.socket keys (auditd_manager's names).
@@ -958,7 +1165,8 @@ def _lookup(state: _State, key: str) -> tuple[str, str] | None:
     number = state.ids.get(key)
     if number is not None:
         return number, key
-    data_key = _data_key(key)
+    plan = _FIELD_PLANS.get(key) or _field_plan(key)
+    data_key = plan.data_key
     value = state.data.get(data_key)
     if isinstance(value, str):
         return value, key
@@ -968,11 +1176,13 @@ def _lookup(state: _State, key: str) -> tuple[str, str] | None:
             raw = state.raw.get(data_key)
         if raw is None:
             return None
-    if key.endswith(("uid", "auid", "ses")) and values.unquote(raw) in _UNSET_IDS:
+    if plan.summary_id and values.unquote(raw) in _UNSET_IDS:
         return _UNSET_TEXT, key
-    if values.is_unset(raw):
+    if raw in values.UNSET_VALUES:
         return None
-    return _decode(key, raw), key
+    if plan.encoded:
+        return values.decode_value(raw), key
+    return (values.unquote(raw) if raw[0] == '"' else raw), key
 
 
 def _first_of(state: _State, keys: tuple[str, ...]) -> tuple[str, str] | None:
@@ -990,11 +1200,14 @@ def _summarize(state: _State, norm: Normalization) -> None:
     summary: dict[str, Any] = doc["auditd"].setdefault("summary", {})
     sources: dict[str, tuple[str, str]] = {}
     actor: dict[str, str] = {}
-    for slot, keys in (("primary", norm.subject_primary), ("secondary", norm.subject_secondary)):
-        found = _first_of(state, keys)
-        if found is not None:
-            actor[slot] = found[0]
-            sources["subject." + slot] = found
+    found = _first_of(state, norm.subject_primary)
+    if found is not None:
+        actor["primary"] = found[0]
+        sources["subject.primary"] = found
+    found = _first_of(state, norm.subject_secondary)
+    if found is not None:
+        actor["secondary"] = found[0]
+        sources["subject.secondary"] = found
     if actor:
         summary["actor"] = actor
     obj: dict[str, str] = summary.get("object", {})
@@ -1008,13 +1221,16 @@ def _summarize(state: _State, norm: Normalization) -> None:
                 obj["primary"] = target
             if socket.get("port"):
                 obj["secondary"] = socket["port"]
-    for slot, keys in (("primary", norm.object_primary), ("secondary", norm.object_secondary)):
-        found = _first_of(state, keys)
+    for slot, source, keys in (
+        ("primary", "object.primary", norm.object_primary),
+        ("secondary", "object.secondary", norm.object_secondary),
+    ):
+        found = _first_of(state, keys) if keys else None
         if found is not None:
             obj[slot] = found[0]
-            sources["object." + slot] = found
-        elif "object." + slot not in sources and slot in obj:
-            sources["object." + slot] = (obj[slot], "")
+            sources[source] = found
+        elif slot in obj and source not in sources:
+            sources[source] = (obj[slot], "")
     if obj:
         summary["object"] = obj
     how = _first_of(state, norm.how) if norm.how else None
