@@ -25,7 +25,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Final
 
-from forwarder.audit.record import Event, Record
+from forwarder.audit.record import Event, Record, is_standalone_type
 
 #: auditd's own default (``end_of_event_timeout = 2`` in auditd.conf) and libauparse's.
 DEFAULT_END_OF_EVENT_TIMEOUT: Final = 2
@@ -34,6 +34,13 @@ DEFAULT_END_OF_EVENT_TIMEOUT: Final = 2
 #: events in flight; Auditbeat's reassembler keeps 50, libauparse has no cap at all.  Ten
 #: thousand keeps memory bounded (a few MiB) far above anything a healthy log produces.
 DEFAULT_MAX_IN_FLIGHT: Final = 10_000
+
+#: How long (log seconds) the keys of emitted kernel events are remembered to recognize records
+#: that come after their event was complete.  auditd writes an event's records within
+#: milliseconds; ten minutes covers a stalled kernel backlog many times over.
+FRAGMENT_MEMORY_SECONDS: Final = 600
+#: Keys remembered at most (bounded memory whatever the log looks like).
+FRAGMENT_MEMORY_KEYS: Final = 100_000
 
 _EOE: Final = 1320
 _PROCTITLE: Final = 1327
@@ -108,6 +115,8 @@ class Assembler:
         self._next_slot = 0
         # No building event is older than this second: lets most lines skip the timeout scan.
         self._oldest_building_sec = 0
+        # Keys of recent kernel events (in creation order), to mark later fragments.
+        self._recent_keys: dict[tuple[str | None, int, int, int], int] = {}
 
     @property
     def in_flight(self) -> int:
@@ -135,6 +144,8 @@ class Assembler:
             return []
         else:
             pending = _Pending(Event(record.node, record.sec, record.msec, record.serial, [record]))
+            if not is_standalone_type(type_id):
+                self._remember(key, pending.event)
             if self._free_slots:
                 slot = heapq.heappop(self._free_slots)
             else:
@@ -168,6 +179,20 @@ class Assembler:
         self._next_slot = 0
         self.stats.events += len(ready)
         return ready
+
+    def _remember(self, key: tuple[str | None, int, int, int], event: Event) -> None:
+        recent = self._recent_keys
+        if key in recent:
+            event.fragment = True
+            return
+        recent[key] = event.sec
+        if len(recent) > FRAGMENT_MEMORY_KEYS:
+            del recent[next(iter(recent))]
+        oldest = next(iter(recent.values()))
+        if oldest < event.sec - FRAGMENT_MEMORY_SECONDS:
+            limit = event.sec - FRAGMENT_MEMORY_SECONDS
+            for old_key in [k for k, sec in recent.items() if sec < limit]:
+                del recent[old_key]
 
     def _expire(self, now_sec: int) -> None:
         limit = now_sec - self.timeout

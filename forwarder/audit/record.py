@@ -105,6 +105,10 @@ class Event:
     #: True when the assembler had to close the event early (in-flight cap or end of input
     #: before an end-of-event record): the event may be missing records.
     forced: bool = False
+    #: True when an earlier kernel event of this stream had the same key: records that arrived
+    #: after their event was complete, which libauparse (and so the assembler) makes an event of
+    #: their own.  The document id tells such a fragment from the event it belongs to.
+    fragment: bool = False
 
     @property
     def key(self) -> tuple[str | None, int, int, int]:
@@ -114,6 +118,16 @@ class Event:
     def type(self) -> str:
         """The event's type is its first record's type (as in libauparse)."""
         return self.records[0].type
+
+
+def is_standalone_type(type_id: int) -> bool:
+    """True for record types that always form an event alone (user-space and daemon messages,
+    kernel LOGIN, user anomalies, VIRT_*): types below 1300 and from 2100 on.
+
+    The kernel writes LOGIN with the serial of the syscall that caused it, so a LOGIN event and a
+    SYSCALL event can share one key; the type tells them apart.
+    """
+    return type_id < 1300 or type_id >= 2100
 
 
 def decode_line(line: bytes) -> tuple[str, bool]:

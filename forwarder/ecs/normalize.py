@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from forwarder.audit import values
 from forwarder.audit.execve import execve_args_from_records
-from forwarder.audit.record import Event, Record
+from forwarder.audit.record import Event, Record, is_standalone_type
 from forwarder.audit.sockaddr import decode_sockaddr
 from forwarder.ecs.fields import ECS_VERSION
 from forwarder.ecs.normalizations import (
@@ -141,12 +141,21 @@ def document_id(host: str, event: Event) -> str:
 
     Args:
         host: the forwarder's host name (the log's origin).
-        event: the event; its ``(node, sec, msec, serial)`` identify it on that host.
+        event: the event; its ``(node, sec, msec, serial)`` identify it on that host, with two
+            refinements so that no two events of one log share an id: a stand-alone message (kernel
+            LOGIN shares its syscall's serial) adds its record type, and a fragment (records that
+            came after their event was complete) adds its first line.
 
     Returns:
         20 url-safe characters (a blake2b hash), the same on every replay of the same log.
     """
     key = f"{host}\x1f{event.node or ''}\x1f{event.sec}\x1f{event.msec}\x1f{event.serial}"
+    first = event.records[0] if event.records else None
+    if first is not None:
+        if is_standalone_type(first.type_id):
+            key = f"{key}\x1f{first.type_id}"
+        elif event.fragment:
+            key = f"{key}\x1f{first.text}"
     digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=DOCUMENT_ID_BYTES).digest()
     # base64.urlsafe_b64encode without its two Python-level calls.
     return binascii.b2a_base64(digest, newline=False).translate(_URL_SAFE_BASE64).decode("ascii")
