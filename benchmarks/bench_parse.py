@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 @dataclass
@@ -106,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["PYTHONPATH"] = str(REPO)
     auditfwd = [sys.executable, "-m", "forwarder", "parse", "--no-progress", "--host-name", "bench"]
     results: dict[str, object] = {}
     for label, size in (("large", args.records), ("small", args.small)):

@@ -13,6 +13,7 @@ from forwarder import __version__
 from forwarder.accounts import parse_id_names
 from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT
 from forwarder.ecs.normalize import NormalizeOptions
+from forwarder.engine_commands import add_engine_parsers
 from forwarder.offline import DeadLetters, InputError, OutputError, ParseSettings, parse_files
 from forwarder.run_command import add_run_parser
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     parse.set_defaults(handler=_parse_command)
     add_run_parser(commands)
+    add_engine_parsers(commands)
     # Listed for --help only: main() hands `sessions ...` to its own parser before argparse.
     commands.add_parser(
         "sessions",

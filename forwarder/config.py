@@ -31,6 +31,7 @@ from forwarder.sinks.batch import (
     DEFAULT_BATCH_DOCUMENTS,
     DEFAULT_QUEUE_DOCUMENTS,
 )
+from forwarder.sinks.credentials import DEFAULT_REQUEST_TIMEOUT
 from forwarder.sinks.delivery import DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF
 from forwarder.tail import DEFAULT_POLL_INTERVAL, DEFAULT_RETRY_INTERVAL, MAX_LINE_BYTES
 
@@ -58,6 +59,11 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 
 #: Size of the dead-letter file before it is moved to ``.1`` (one old generation is kept).
 DEFAULT_DEAD_LETTER_MAX_BYTES: Final = 64 << 20
+
+
+def _without_userinfo(value: Any) -> Any:
+    """A URL shown in an error loses its ``user:password@`` part."""
+    return re.sub(r"(//)[^/@,]*@", r"\1***@", value) if isinstance(value, str) else value
 
 
 class ConfigError(ValueError):
@@ -239,6 +245,47 @@ class Config:
     include_original: bool = field(
         default=False, metadata=_meta("Add event.original (the raw lines) to every document.", _boolean)
     )
+    output_username: str = field(
+        default="", metadata=_meta("User name of basic authentication to the engine (empty: none).", _text)
+    )
+    output_password: str = field(
+        default="", metadata=_meta("Password of output_username.", _text, secret=True)
+    )
+    output_password_file: str = field(
+        default="",
+        metadata=_meta("File holding the password (its first line) instead of output_password.", _optional_path),
+    )
+    output_api_key: str = field(
+        default="",
+        metadata=_meta(
+            "API key, sent as 'Authorization: ApiKey KEY' "
+            "(Elasticsearch: the encoded key; OpenSearch 3.7+: the token).",
+            _text,
+            secret=True,
+        ),
+    )
+    output_api_key_file: str = field(
+        default="",
+        metadata=_meta("File holding the API key (its first line) instead of output_api_key.", _optional_path),
+    )
+    output_ca_file: str = field(
+        default="",
+        metadata=_meta("PEM file of the CAs that sign the engine's certificate (empty: the system's).", _optional_path),
+    )
+    output_client_cert: str = field(
+        default="", metadata=_meta("PEM certificate for TLS client authentication (empty: none).", _optional_path)
+    )
+    output_client_key: str = field(
+        default="", metadata=_meta("PEM private key of output_client_cert.", _optional_path)
+    )
+    output_tls_verify: bool = field(
+        default=True,
+        metadata=_meta("Verify the engine's certificate and host name (turn off only for trials).", _boolean),
+    )
+    output_request_timeout: float = field(
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metadata=_meta("Seconds one request to the engine may take.", _seconds(1.0, 3600.0), unit="seconds"),
+    )
     passwd_file: str = field(
         default="", metadata=_meta("A copy of the host's passwd file for uid -> name (empty: none).", _optional_path)
     )
@@ -418,7 +465,7 @@ def _parse(key: str, value: Any, source: str) -> Any:
     try:
         return parse(value)
     except ValueError as exc:
-        shown = "***" if declaration.metadata.get("secret") else repr(value)
+        shown = "***" if declaration.metadata.get("secret") else repr(_without_userinfo(value))
         raise ConfigError(f"{key} ({source}): invalid value {shown}: expected {exc}") from None
 
 

@@ -180,7 +180,10 @@ class Pipeline:
         store: CheckpointStore | None = None,
     ) -> None:
         self.config = config
-        self.sink = sink if sink is not None else create_sink(config.output, config)
+        try:
+            self.sink = sink if sink is not None else create_sink(config.output, config)
+        except ValueError as exc:
+            raise StartError(f"output: {exc}") from None
         self.options = options if options is not None else normalize_options(config)
         self.store = store if store is not None else CheckpointStore(config.state_dir)
         self.stats = PipelineStats()

@@ -34,7 +34,12 @@ def add_run_parser(commands: Any) -> None:
     )
     run.add_argument("--config", metavar="FILE", help=f"TOML configuration file (default: ${env_name('config')})")
     run.add_argument("--input", metavar="PATH", help="the live audit log (default /var/log/audit/audit.log)")
-    run.add_argument("--output", metavar="OUTPUT", help="stdout or file:PATH (default stdout)")
+    run.add_argument(
+        "--output",
+        metavar="OUTPUT",
+        help="stdout, file:PATH, elasticsearch+https://HOST[:PORT][,HOST...] or opensearch+https://... "
+        "(default stdout)",
+    )
     run.add_argument("--state-dir", metavar="DIR", help="checkpoint and dead letters (default /var/lib/auditfwd)")
     run.add_argument(
         "--from",

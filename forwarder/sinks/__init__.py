@@ -104,3 +104,9 @@ register_sink(
         lambda rest, config: FileSink(rest, fsync=bool(getattr(config, "file_fsync", True))),
     )
 )
+
+
+# The engine outputs (their client libraries load only when a sink is made).
+from forwarder.sinks.engines import register_engine_sinks  # noqa: E402
+
+register_engine_sinks()
