@@ -32,6 +32,8 @@ echo "== installing the project and its test dependencies"
 
 echo "== ruff"
 .venv/bin/ruff check forwarder tests tools benchmarks
+echo "== hadolint Dockerfile"
+.venv/bin/hadolint Dockerfile
 echo "== mypy --strict forwarder"
 .venv/bin/mypy forwarder
 echo "== pytest"
