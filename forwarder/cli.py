@@ -14,11 +14,28 @@ from forwarder.accounts import parse_id_names
 from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT
 from forwarder.ecs.normalize import NormalizeOptions
 from forwarder.engine_commands import add_engine_parsers
-from forwarder.offline import DeadLetters, InputError, OutputError, ParseSettings, parse_files
+from forwarder.offline import (
+    DeadLetters,
+    EventSelector,
+    InputError,
+    OutputError,
+    ParseSettings,
+    parse_files,
+    parse_selector,
+)
 from forwarder.run_command import add_run_parser
 
 #: Exit status for usage and I/O errors (argparse uses 2 for usage errors too).
 EXIT_ERROR = 2
+#: Exit status of ``parse --event`` when no event matched (as ``ausearch``).
+EXIT_NO_MATCHES = 1
+
+
+def _event_selector(text: str) -> EventSelector:
+    selector = parse_selector(text)
+    if selector is None:
+        raise argparse.ArgumentTypeError(f"not SERIAL, SEC.MSEC:SERIAL or NODE:SEC.MSEC:SERIAL: {text!r}")
+    return selector
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--dead-letter", metavar="FILE", help="append malformed lines here as NDJSON")
     parse.add_argument("--host-name", metavar="NAME", help="host.name of the documents (default: this host)")
     parse.add_argument("--original", action="store_true", help="add event.original (the raw lines)")
+    parse.add_argument(
+        "--no-guests", dest="guests", action="store_false", help="leave out the libvirt guest fields (libvirt.*)"
+    )
     parse.add_argument("--passwd", metavar="FILE", help="host passwd snapshot for uid -> name")
     parse.add_argument("--group", metavar="FILE", help="host group snapshot for gid -> name")
     parse.add_argument(
@@ -56,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"open events kept before the oldest is closed early (default {DEFAULT_MAX_IN_FLIGHT})",
     )
+    parse.add_argument(
+        "--event",
+        action="append",
+        type=_event_selector,
+        metavar="ID",
+        help="print only the raw lines of this event (SERIAL, SEC.MSEC:SERIAL or NODE:SEC.MSEC:SERIAL, "
+        "e.g. a proof id of 'sessions --format json'), like 'ausearch -a SERIAL --raw'; repeatable",
+    )
     progress = parse.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
@@ -66,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "sessions",
         add_help=False,
-        help="guest sessions from hypervisor logs, a drop-in auvirt 3.0.9 (its options; --help)",
+        help="guest sessions from hypervisor logs, a drop-in auvirt 3.0.9 (its options; --help), "
+        "plus --format json and --host-down",
     )
     return parser
 
@@ -114,6 +143,8 @@ def _parse_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         end_of_event_timeout=args.end_of_event_timeout,
         max_in_flight=args.max_in_flight,
         progress=progress,
+        events=tuple(args.event or ()),
+        guests=args.guests,
     )
 
     def report(message: str) -> None:
@@ -147,6 +178,9 @@ def _parse_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if dead is not None:
             dead.close()
     report(summary.render())
+    if args.event and not summary.matched:
+        report("auditfwd: <no matches>")
+        return EXIT_NO_MATCHES
     return 0
 
 

@@ -40,7 +40,7 @@ from forwarder.ecs.normalize import DEFAULT_DATASET
 #: Version of the generated objects: the ``version`` of templates and the policies' ``_meta``.
 #: Raise it whenever the generated bodies change, so that ``auditfwd setup`` and a person
 #: looking at the installed templates can tell an old layout from the new one.
-TEMPLATE_VERSION: Final = 1
+TEMPLATE_VERSION: Final = 2
 
 #: Engines the generator knows.
 ENGINES: Final = ("elasticsearch", "opensearch")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ import orjson
 from forwarder.audit.assemble import DEFAULT_END_OF_EVENT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, Assembler
 from forwarder.audit.record import Event, Malformed, parse_line
 from forwarder.ecs.normalize import NormalizeOptions, normalize
+from forwarder.virt.enrich import enrich
+from forwarder.virt.guests import GuestRegistry
 
 #: Malformed lines reported one by one on stderr before the rest are only counted; the
 #: dead-letter file keeps them all.
@@ -48,6 +51,8 @@ class ParseSummary:
     forced: int = 0
     seconds: float = 0.0
     malformed_reasons: dict[str, int] = field(default_factory=dict)
+    #: Events written under ``--event`` (selected by :class:`EventSelector`).
+    matched: int = 0
 
     def render(self) -> str:
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
@@ -62,12 +67,53 @@ class ParseSummary:
         return text
 
 
+_SELECTOR: Final = re.compile(r"(?:(?:(?P<node>.+):)?(?P<sec>\d{1,19})\.(?P<msec>\d{1,3}):)?(?P<serial>\d{1,19})")
+
+
+@dataclass(slots=True, frozen=True)
+class EventSelector:
+    """An ``--event`` value: which events to print raw, like ``ausearch -a SERIAL --raw``.
+
+    Written ``SERIAL`` (any event with that serial, of any time and node),
+    ``SEC.MSEC:SERIAL`` (that stamp, any node) or ``NODE:SEC.MSEC:SERIAL`` (the proof ids of
+    ``auditfwd sessions --format json``).
+    """
+
+    serial: int
+    sec: int | None = None
+    msec: int | None = None
+    node: str | None = None
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` is one of the selected ones."""
+        return (
+            event.serial == self.serial
+            and (self.sec is None or (event.sec == self.sec and event.msec == self.msec))
+            and (self.node is None or event.node == self.node)
+        )
+
+
+def parse_selector(text: str) -> EventSelector | None:
+    """``SERIAL``, ``SEC.MSEC:SERIAL`` or ``NODE:SEC.MSEC:SERIAL``; ``None`` if it is none of them."""
+    found = _SELECTOR.fullmatch(text.strip())
+    if found is None:
+        return None
+    serial = int(found["serial"])
+    if found["sec"] is None:
+        return EventSelector(serial)
+    return EventSelector(serial, int(found["sec"]), int(found["msec"]), found["node"])
+
+
 @dataclass(slots=True)
 class ParseSettings:
     normalize: NormalizeOptions
     end_of_event_timeout: int = DEFAULT_END_OF_EVENT_TIMEOUT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     progress: bool = False
+    #: Add the libvirt guest fields (``libvirt.*``, :mod:`forwarder.virt.enrich`).
+    guests: bool = True
+    #: ``--event``: write only the raw lines of the events these select (nothing normalized).
+    events: tuple[EventSelector, ...] = ()
 
 
 class InputError(Exception):
@@ -139,30 +185,62 @@ def parse_files(
     write = output.write
     dumps = orjson.dumps
 
+    registry = GuestRegistry() if settings.guests else None
+
     def emit(events: list[Event]) -> None:
         try:
             for event in events:
-                write(dumps(normalize(event, options)))
+                document = normalize(event, options)
+                if registry is not None:
+                    enrich(document, event, registry)
+                write(dumps(document))
                 write(b"\n")
         except OSError as exc:
             raise OutputError(str(exc)) from exc
+
+    # Under --event only the selected events are written, as raw lines.
+    sink = _raw_event_writer(write, settings.events, summary) if settings.events else emit
 
     for name in names:
         summary.files += 1
         with open_input(name) as stream:
             progress = _progress_bar(name, settings.progress)
             try:
-                _parse_stream(name, stream, assembler, emit, summary, dead_letters, report, progress)
+                _parse_stream(name, stream, assembler, sink, summary, dead_letters, report, progress)
             except OSError as exc:
                 raise InputError(f"cannot read {name}: {exc}") from exc
             finally:
                 if progress is not None:
                     progress.close()
-    emit(assembler.flush())
+    sink(assembler.flush())
     summary.events = assembler.stats.events
     summary.forced = assembler.stats.forced
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _raw_event_writer(
+    write: Callable[[bytes], object], selectors: tuple[EventSelector, ...], summary: ParseSummary
+) -> Callable[[list[Event]], None]:
+    """An emitter that writes the lines of the selected events as read, in emission order."""
+    by_serial: dict[int, list[EventSelector]] = {}
+    for selector in selectors:
+        by_serial.setdefault(selector.serial, []).append(selector)
+
+    def emit(events: list[Event]) -> None:
+        try:
+            for event in events:
+                wanted = by_serial.get(event.serial)
+                if wanted is None or not any(selector.matches(event) for selector in wanted):
+                    continue
+                summary.matched += 1
+                for record in event.records:
+                    write(record.text.encode("utf-8", "surrogateescape"))
+                    write(b"\n")
+        except OSError as exc:
+            raise OutputError(str(exc)) from exc
+
+    return emit
 
 
 def _parse_stream(

@@ -47,6 +47,8 @@ from forwarder.sinks import Document, Outcome, Sink, create_sink
 from forwarder.sinks.batch import Batcher, BatchLimits
 from forwarder.sinks.delivery import Delivery, RetryPolicy
 from forwarder.tail import Position, StartPoint, Tailer, TailLine, TailOptions
+from forwarder.virt.enrich import enrich
+from forwarder.virt.guests import GuestRegistry
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,10 @@ UNHEALTHY_AFTER_FAILING: Final = 300.0
 EXIT_FAILURE: Final = 1
 
 _Item = tuple[Document, Ticket]
+
+
+#: Name of the guest registry's state in the checkpoint's ``stages``.
+GUESTS_STAGE: Final = "guests"
 
 
 class StartError(Exception):
@@ -185,6 +191,8 @@ class Pipeline:
         except ValueError as exc:
             raise StartError(f"output: {exc}") from None
         self.options = options if options is not None else normalize_options(config)
+        #: The guests learned so far (enrichment); persisted with every checkpoint.
+        self.registry = GuestRegistry()
         self.store = store if store is not None else CheckpointStore(config.state_dir)
         self.stats = PipelineStats()
         self.assembler = Assembler(config.end_of_event_timeout, config.max_in_flight)
@@ -259,6 +267,8 @@ class Pipeline:
             checkpoint.finished_files if checkpoint is not None else (),
         )
         self._resumed = checkpoint
+        if checkpoint is not None and GUESTS_STAGE in checkpoint.stages:
+            self.registry = GuestRegistry.from_state(checkpoint.stages[GUESTS_STAGE])
         loop = asyncio.get_running_loop()
         if install_signals:
             for number in (signal.SIGTERM, signal.SIGINT):
@@ -402,12 +412,14 @@ class Pipeline:
         tickets = self._tickets
         tracker = self.tracker
         options = self.options
+        registry = self.registry
         seq = self._seq
         dumps = orjson.dumps
         items: list[_Item] = []
         for event in events:
             ticket = tickets.pop(id(event.records[0]))
             document = normalize(event, options)
+            enrich(document, event, registry)
             doc_id: str = document["event"]["id"]
             if tracker.emitted(ticket, seq, doc_id):
                 items.append((Document(doc_id, dumps(document)), ticket))
@@ -453,7 +465,9 @@ class Pipeline:
             # The tailer has not opened that file in this run: keep what the last checkpoint knew.
             previous = self._last_checkpoint or self._resumed
             finished = list(previous.finished_files) if previous is not None else []
-        checkpoint = dataclasses.replace(checkpoint, finished_files=tuple(finished))
+        checkpoint = dataclasses.replace(
+            checkpoint, finished_files=tuple(finished), stages={GUESTS_STAGE: self.registry.to_state()}
+        )
         if _same(checkpoint, self._last_checkpoint):
             return
         try:

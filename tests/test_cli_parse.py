@@ -124,3 +124,11 @@ def test_closed_stdout_is_not_an_error(tmp_path: pathlib.Path) -> None:
     proc.stdout.readline()
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
+
+
+def test_guest_fields_can_be_left_out(tmp_path: pathlib.Path) -> None:
+    enriched, plain = tmp_path / "enriched", tmp_path / "plain"
+    assert main(["parse", str(FORMS), "-o", str(enriched), "--no-progress"]) == 0
+    assert main(["parse", str(FORMS), "-o", str(plain), "--no-guests", "--no-progress"]) == 0
+    assert any("libvirt" in doc for doc in documents(enriched.read_bytes()))
+    assert not any("libvirt" in doc for doc in documents(plain.read_bytes()))

@@ -263,3 +263,31 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
     assert second.returncode == 0, stderr
     delivered = ids_of(read_output(output))
     assert sorted(delivered) == sorted(expected)
+
+
+async def test_guest_attribution_survives_restarts(tmp_path: Path) -> None:
+    """The guest registry travels in the checkpoint: after a restart, events of a guest started
+    before it (its qemu pid, its svirt label) are still attributed to it, exactly as one
+    uninterrupted pass over the whole log attributes them."""
+    import io
+
+    from forwarder.ecs.normalize import NormalizeOptions
+    from forwarder.offline import DeadLetters, ParseSettings, parse_files
+    from tests.run_helpers import HOST
+
+    mix = {"guest": 10.0, "avc": 4.0, "execve": 3.0, "file": 1.0}
+    lines = generated(3000, seed=3, mix=mix)
+    lines.append(closing_line(lines))
+    log, output = tmp_path / "audit.log", tmp_path / "out.ndjson"
+    config = make_config(tmp_path)
+    for begin, end in itertools.pairwise([0, 1000, 2000, len(lines)]):
+        append(log, lines[begin:end])
+        await run_to_the_end(config)
+
+    whole = io.BytesIO()
+    parse_files([str(log)], whole, ParseSettings(NormalizeOptions(host_name=HOST)), DeadLetters(None), print)
+    expected = {doc["event"]["id"]: doc.get("libvirt") for doc in map(orjson.loads, whole.getvalue().splitlines())}
+    delivered = {doc["event"]["id"]: doc.get("libvirt") for doc in map(orjson.loads, read_output(output))}
+    attributed = [doc_id for doc_id, libvirt in expected.items() if libvirt]
+    assert len(attributed) > 100
+    assert delivered == expected

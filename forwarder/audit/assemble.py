@@ -37,10 +37,11 @@ DEFAULT_MAX_IN_FLIGHT: Final = 10_000
 
 #: How long (log seconds) the keys of emitted kernel events are remembered to recognize records
 #: that come after their event was complete.  auditd writes an event's records within
-#: milliseconds; ten minutes covers a stalled kernel backlog many times over.
-FRAGMENT_MEMORY_SECONDS: Final = 600
-#: Keys remembered at most (bounded memory whatever the log looks like).
-FRAGMENT_MEMORY_KEYS: Final = 100_000
+#: milliseconds; a minute covers a stalled kernel backlog many times over.
+FRAGMENT_MEMORY_SECONDS: Final = 60
+#: Keys remembered at most (bounded memory whatever the log looks like): a minute of a busy
+#: host's kernel events.  Each new key forgets at most one old one, so the cost stays O(1).
+FRAGMENT_MEMORY_KEYS: Final = 20_000
 
 _EOE: Final = 1320
 _PROCTITLE: Final = 1327
@@ -186,13 +187,13 @@ class Assembler:
             event.fragment = True
             return
         recent[key] = event.sec
-        if len(recent) > FRAGMENT_MEMORY_KEYS:
-            del recent[next(iter(recent))]
-        oldest = next(iter(recent.values()))
-        if oldest < event.sec - FRAGMENT_MEMORY_SECONDS:
-            limit = event.sec - FRAGMENT_MEMORY_SECONDS
-            for old_key in [k for k, sec in recent.items() if sec < limit]:
-                del recent[old_key]
+        # Keys arrive in (nearly) time order: forget from the oldest end, a step at a time.
+        limit = event.sec - FRAGMENT_MEMORY_SECONDS
+        for old_key, sec in recent.items():
+            if sec >= limit and len(recent) <= FRAGMENT_MEMORY_KEYS:
+                break
+            del recent[old_key]
+            break
 
     def _expire(self, now_sec: int) -> None:
         limit = now_sec - self.timeout

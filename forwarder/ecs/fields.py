@@ -172,6 +172,37 @@ FIELDS: Final[dict[str, Field]] = {
     **_entity("auditd.user.filesystem.group", "the filesystem group (fsgid)"),
     **_selinux("auditd.user.selinux", "the subject (subj=)"),
     **_selinux("auditd.file.selinux", "the file (obj=)"),
+    # libvirt guests (forwarder.virt.enrich): the guest an event concerns and libvirt's records
+    "libvirt.domain.uuid": Field("keyword", "Uuid of the guest(s) the event concerns."),
+    "libvirt.domain.name": Field("keyword", "Name of the guest(s) the event concerns (decoded vm=)."),
+    "libvirt.domain.type": Field("keyword", "Domain type of a libvirt record (virt=: kvm, qemu, lxc ...)."),
+    "libvirt.attribution.method": Field(
+        "keyword", "How the event was tied to the guest: uuid, pid, parent, label, image, cgroup, mac, tap."
+    ),
+    "libvirt.attribution.side": Field(
+        "keyword", "source: the acting process is the guest's; target: the object acted upon is."
+    ),
+    "libvirt.event.op": Field("keyword", "Operation of a VIRT_CONTROL record (start, stop, init)."),
+    "libvirt.event.reason": Field("keyword", "reason= of a VIRT_CONTROL/VIRT_RESOURCE record."),
+    "libvirt.event.vm_pid": Field("long", "vm-pid= of a VIRT_CONTROL record (0 or -1 after a stop)."),
+    "libvirt.event.init_pid": Field("long", "init-pid= of an LXC VIRT_CONTROL op=init record."),
+    "libvirt.event.resource.type": Field("keyword", "resrc= of a VIRT_RESOURCE record (disk, net, cgroup ...)."),
+    "libvirt.event.resource.old": Field("keyword", "Previous value (old-T=, decoded)."),
+    "libvirt.event.resource.new": Field("keyword", "New value (new-T=, decoded)."),
+    "libvirt.event.resource.mac": Field("keyword", "MAC address of a tap/vhost open (net=)."),
+    "libvirt.event.resource.path": Field("keyword", "Device or file path (path=, decoded)."),
+    "libvirt.event.resource.rdev": Field("keyword", "Device number of path (rdev=, MM:mm)."),
+    "libvirt.event.resource.cgroup": Field("keyword", "cgroup directory of a cgroup ACL change (decoded)."),
+    "libvirt.event.resource.class": Field("keyword", "cgroup ACL class (all, path, major)."),
+    "libvirt.event.resource.category": Field("keyword", "Device category of a major-class cgroup ACL (pty)."),
+    "libvirt.event.resource.major": Field("keyword", "Device major of a major-class cgroup ACL (maj=, hex)."),
+    "libvirt.event.resource.acl": Field("keyword", "Access granted or denied by a cgroup ACL (rw, r ...)."),
+    "libvirt.event.resource.bus": Field("keyword", "Bus of a host device (pci, usb, scsi, mdev ...)."),
+    "libvirt.event.resource.device": Field("keyword", "Host device address or path (device=, disk=, chardev=)."),
+    "libvirt.event.resource.size": Field("keyword", "Size of a shared memory region (size=)."),
+    "libvirt.event.security.model": Field("keyword", "Security model of a VIRT_MACHINE_ID label."),
+    "libvirt.event.security.vm_context": Field("keyword", "Label of the guest's processes (vm-ctx=)."),
+    "libvirt.event.security.image_context": Field("keyword", "Label of the guest's images (img-ctx=)."),
 }
 
 

@@ -93,9 +93,13 @@ _ECS_FILE_TYPES: Final = {"directory": "dir"}
 #: go-libaudit does); ``(none)`` (no terminal) is information and is kept.
 _NO_VALUE: Final = frozenset({"", "?", "(null)", '"?"', '""', '"(null)"', "'?'"})
 
-#: Entries kept by each memo of repeated records before it starts over: a few thousand distinct
-#: binaries, images and command lines cover a hypervisor; beyond that the memo is cleared.
-_MEMO_MAX_ENTRIES: Final = 4096
+#: Entries kept by each memo of repeated records before it starts over: a thousand distinct
+#: binaries, images and command lines cover a hypervisor's routine; beyond that the memo is cleared.
+_MEMO_MAX_ENTRIES: Final = 1024
+
+#: EXECVE records longer than this (characters of their values) are not remembered: long command
+#: lines rarely repeat, and keeping them would make memory grow with what the host runs.
+_EXECVE_MEMO_MAX_CHARS: Final = 2048
 
 #: PATH name types that are not the object itself (libauparse and go-libaudit skip them).
 _NOT_OBJECT_NAMETYPES: Final = frozenset({"PARENT", "UNKNOWN"})
@@ -878,8 +882,9 @@ _EXECVE_MEMO: Final[dict[tuple[tuple[tuple[str, str], ...], ...], tuple[tuple[st
 
 
 def _apply_execve(state: _State) -> None:
-    key = tuple(tuple(fields.items()) for fields in state.execve)
-    known = _EXECVE_MEMO.get(key)
+    remember = sum(sum(map(len, fields.values())) for fields in state.execve) <= _EXECVE_MEMO_MAX_CHARS
+    key = tuple(tuple(fields.items()) for fields in state.execve) if remember else ()
+    known = _EXECVE_MEMO.get(key) if remember else None
     if known is None:
         try:
             args, warnings = execve_args_from_records(state.execve)
@@ -888,9 +893,10 @@ def _apply_execve(state: _State) -> None:
             state.data["execve"] = [dict(fields) for fields in state.execve]
             return
         known = (tuple(args), tuple(warnings), command_line(args) if args else "")
-        if len(_EXECVE_MEMO) >= _MEMO_MAX_ENTRIES:
-            _EXECVE_MEMO.clear()
-        _EXECVE_MEMO[key] = known
+        if remember:
+            if len(_EXECVE_MEMO) >= _MEMO_MAX_ENTRIES:
+                _EXECVE_MEMO.clear()
+            _EXECVE_MEMO[key] = known
     args_known, warnings_known, line = known
     state.warnings.extend(warnings_known)
     argc = state.execve[0].get("argc")
