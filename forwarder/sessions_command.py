@@ -4,6 +4,19 @@ The same options, output bytes, messages and exit codes as auvirt, whose hand-wr
 parser is reproduced here (not argparse): words are read left to right, an option's argument
 may not start with ``-``, ``--start``/``--end`` take an optional TIME, ``--help`` stops parsing.
 
+Beyond auvirt (options auvirt 3.0.9 does not have; without them nothing changes):
+
+* ``--format FORMAT`` (or ``--format=FORMAT``): ``text`` (the default, auvirt's output) or
+  ``json``: one JSON document with every session, its resources, AVCs, anomalies and proof ids
+  (:mod:`forwarder.virt.sessions_json`).  ``--vm``, ``--uuid``, ``--start`` and ``--end`` filter
+  as in text mode; AVCs and anomalies are always correlated, so ``--all-events``,
+  ``--summary``, ``--show-uuid`` and ``--proof`` change nothing in the document.
+* ``--host-down``: host shutdowns and crashes end the sessions running then and add ``down``
+  entries (auvirt 2.x's semantics, :mod:`forwarder.virt.host_down`); ``--summary`` then prints
+  auvirt 2.x's ``Number of host shutdowns:`` line too.
+
+The usage text of ``--help`` stays auvirt's.
+
 The input is ``--file F``, ``--stdin`` or the system's audit logs (``log_file`` of auditd.conf
 and its rotations ``.1``, ``.2`` ..., oldest first).  This module is the shell: it reads files,
 the clock and the passwd database and hands plain data to the pure core
@@ -13,6 +26,7 @@ the clock and the passwd database and hands plain data to the pure core
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -28,7 +42,9 @@ from forwarder.virt.auparse_fields import TEXT_ERRORS
 from forwarder.virt.auparse_lines import auparse_record
 from forwarder.virt.auvirt_dates import MIDNIGHT, Bound, Clock, DateError, parse_bound
 from forwarder.virt.auvirt_format import RenderOptions, ctime_text, render_entries, render_summary, summarize
+from forwarder.virt.host_down import with_shutdown_count
 from forwarder.virt.sessions import SessionBuilder, SessionFilter
+from forwarder.virt.sessions_json import DetailedSessionBuilder, render_json
 
 #: auditd's configuration, where the log file and the end-of-event timeout are set.
 AUDITD_CONF: Final = "/etc/audit/auditd.conf"
@@ -53,6 +69,12 @@ USAGE: Final = (
     "[--uuid uuid] [--vm vm-name]\n"
 )
 
+#: ``--format`` values: auvirt's text, or one JSON document.
+FORMAT_TEXT: Final = "text"
+FORMAT_JSON: Final = "json"
+FORMATS: Final = (FORMAT_TEXT, FORMAT_JSON)
+_FORMAT_OPTION: Final = "--format"
+
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _READ_CHUNK: Final = 1 << 20
 
@@ -73,6 +95,9 @@ class SessionsOptions:
     file: str | None = None
     start_time: int = 0
     end_time: int = 0
+    #: Extensions (not in auvirt): ``--format`` and ``--host-down``.
+    format: str = FORMAT_TEXT
+    host_down: bool = False
 
 
 class UsageError(Exception):
@@ -157,6 +182,17 @@ def _parse_words(argv: Sequence[str], clock: Clock, options: SessionsOptions) ->
                 options.end_time = seconds
         elif word == "--debug":
             options.debug = True
+        elif word == _FORMAT_OPTION or word.startswith(_FORMAT_OPTION + "="):
+            if word == _FORMAT_OPTION:
+                value = _argument(argv, index, word, "an argument")
+                index += 1
+            else:
+                value = word[len(_FORMAT_OPTION) + 1 :]
+            if value not in FORMATS:
+                raise UsageError(f"Invalid format: {value}")
+            options.format = value
+        elif word == "--host-down":
+            options.host_down = True
         else:
             raise UsageError(f'Unknown option "{word}".')
         index += 1
@@ -332,15 +368,29 @@ def _run(options: SessionsOptions, stdin: BinaryIO, stdout: BinaryIO, stderr: Te
         uuid=options.uuid,
         correlate_security=options.all_events or options.summary,
     )
-    builder = SessionBuilder(event_filter, _passwd_names(PASSWD_FILE))
+    users = _passwd_names(PASSWD_FILE)
+    json_output = options.format == FORMAT_JSON
+    extended = json_output or options.host_down
+    if json_output:
+        event_filter = dataclasses.replace(event_filter, correlate_security=True)
+    builder = (
+        DetailedSessionBuilder(event_filter, users, host_down=options.host_down)
+        if extended
+        else SessionBuilder(event_filter, users)
+    )
     timeout = max(timeout, 0)
     assembler = Assembler(end_of_event_timeout=timeout, max_in_flight=MAX_EVENTS_IN_FLIGHT)
     for record in _records(lines, timeout):
         builder.add_all(assembler.feed(record))
     builder.add_all(assembler.flush())
 
-    if options.summary:
-        stdout.write(render_summary(summarize(builder.entries), time.localtime))
+    if isinstance(builder, DetailedSessionBuilder) and json_output:
+        stdout.write(render_json(builder))
+    elif options.summary:
+        summary = render_summary(summarize(builder.entries), time.localtime)
+        if isinstance(builder, DetailedSessionBuilder) and options.host_down:
+            summary = with_shutdown_count(summary, len(builder.downs))
+        stdout.write(summary)
     else:
         render = RenderOptions(all_events=options.all_events, show_uuid=options.show_uuid, proof=options.proof)
         stdout.write(render_entries(builder.entries, render, time.localtime))

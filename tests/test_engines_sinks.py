@@ -3,7 +3,8 @@
 * The shared corpus (each file as its own host) and a generated hypervisor log (through the
   whole `auditfwd run` pipeline: tail, assemble, normalize, batch, sink) reach each engine: one
   document per distinct document id, no rejection, the live mapping has the declared types,
-  searches by time range and ``event.action`` find the right events.
+  searches by time range, ``event.action`` and guest (``libvirt.domain.uuid`` / ``.name``) find the
+  right events.
 * A node stopped mid-stream and started again (same data, same port): every event arrives,
   each once.
 * A node with a write queue of one and eight concurrent senders: items are refused with 429
@@ -238,6 +239,18 @@ async def test_generated_log_through_the_pipeline(prepared: tuple[Node, dict[str
         inside = {doc["event"]["id"] for doc in documents if low <= doc["@timestamp"] < high}
         assert 0 < len(inside) < len(set(expected))
         assert search_ids(node, stream, {"range": {"@timestamp": {"gte": low, "lt": high}}}) == inside
+
+        # "What happened to guest X?": by uuid and by name, every event attributed to the guest.
+        by_guest: dict[tuple[str, str], set[str]] = {}
+        for doc in documents:
+            domain = doc.get("libvirt", {}).get("domain", {})
+            for field in ("uuid", "name"):
+                values = domain.get(field, [])
+                for value in values if isinstance(values, list) else [values]:
+                    by_guest.setdefault((f"libvirt.domain.{field}", value), set()).add(doc["event"]["id"])
+        assert sum(1 for field, _ in by_guest if field == "libvirt.domain.uuid") >= 2
+        for (field, value), ids in sorted(by_guest.items()):
+            assert search_ids(node, stream, {"term": {field: value}}) == ids, (field, value)
     finally:
         if not running.task.done():
             await running.stop()

@@ -139,6 +139,18 @@ class BulkStats:
     rejected: int = 0
 
 
+#: Media type of ``_bulk`` request bodies.
+NDJSON: Final = "application/x-ndjson"
+
+
+def bulk_headers(gzipped: bool) -> dict[str, str]:
+    """Headers of a ``_bulk`` request (its body gzip-compressed or not)."""
+    headers = {"content-type": NDJSON, "accept": "application/json"}
+    if gzipped:
+        headers["content-encoding"] = "gzip"
+    return headers
+
+
 def data_stream_of(body: bytes) -> str:
     """The data stream a document names: ``<type>-<dataset>-<namespace>``.
 

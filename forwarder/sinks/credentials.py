@@ -12,11 +12,14 @@ a sink or an exception that shows them prints the mask, not the value.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+log = logging.getLogger(__name__)
 
 #: Port of both engines' HTTP interface when the output names none.
 DEFAULT_PORT: Final = 9200
@@ -330,3 +333,11 @@ def engine_settings(target: EngineTarget, config: Any, environ: Mapping[str, str
         raise CredentialsError(f"output_client_key: cannot read {tls.client_key}")
     timeout = float(key_value(config, "output_request_timeout", environ))
     return EngineSettings(target, Credentials(username, password, api_key), tls, timeout)
+
+
+def warn_if_insecure(settings: EngineSettings) -> None:
+    """Log, once per client, what weakens the connection: unverified TLS, credentials in clear."""
+    if settings.target.transport == "https" and not settings.tls.verify:
+        log.warning("%s: TLS certificates are NOT verified (output_tls_verify = false)", settings.describe())
+    if settings.target.transport == "http" and settings.credentials.describe() != "none":
+        log.warning("%s: credentials are sent without TLS", settings.describe())

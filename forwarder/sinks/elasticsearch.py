@@ -20,13 +20,10 @@ from elastic_transport import ConnectionTimeout, TransportError
 from elastic_transport import NdjsonSerializer as _TransportNdjsonSerializer
 from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
-from forwarder.sinks.bulk import BULK_FILTER_PATH, BulkSink, RequestFailed
-from forwarder.sinks.credentials import EngineSettings
+from forwarder.sinks.bulk import BULK_FILTER_PATH, NDJSON, BulkSink, RequestFailed, bulk_headers
+from forwarder.sinks.credentials import EngineSettings, warn_if_insecure
 
 log = logging.getLogger(__name__)
-
-#: Content type of bulk bodies.
-NDJSON: Final = "application/x-ndjson"
 
 #: What the client's check of the server's product (the X-Elastic-Product header) means.
 NOT_ELASTICSEARCH: Final = "the server is not Elasticsearch (an OpenSearch node needs an opensearch+https:// output)"
@@ -81,10 +78,7 @@ class ElasticsearchClient:
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
-        if settings.target.transport == "https" and not settings.tls.verify:
-            log.warning("%s: TLS certificates are NOT verified (output_tls_verify = false)", self.describe())
-        if settings.target.transport == "http" and settings.credentials.describe() != "none":
-            log.warning("%s: credentials are sent without TLS", self.describe())
+        warn_if_insecure(settings)
         self._client = AsyncElasticsearch(settings.target.urls, **client_options(settings))
 
     def describe(self) -> str:
@@ -94,9 +88,7 @@ class ElasticsearchClient:
         return f"ElasticsearchClient({self.describe()})"
 
     async def bulk(self, payload: bytes, gzipped: bool) -> Any:
-        headers = {"content-type": NDJSON, "accept": "application/json"}
-        if gzipped:
-            headers["content-encoding"] = "gzip"
+        headers = bulk_headers(gzipped)
         try:
             response = await self._client.perform_request(
                 "POST", "/_bulk", params={"filter_path": BULK_FILTER_PATH}, headers=headers, body=payload

@@ -9,17 +9,14 @@ off.  An API key (OpenSearch 3.7 and later) is sent as ``Authorization: ApiKey <
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any
 
 from opensearchpy import AsyncOpenSearch, ConnectionTimeout, TransportError
 
-from forwarder.sinks.bulk import BULK_FILTER_PATH, BulkSink, RequestFailed
-from forwarder.sinks.credentials import EngineSettings
+from forwarder.sinks.bulk import BULK_FILTER_PATH, BulkSink, RequestFailed, bulk_headers
+from forwarder.sinks.credentials import EngineSettings, warn_if_insecure
 
 log = logging.getLogger(__name__)
-
-#: Content type of bulk bodies.
-NDJSON: Final = "application/x-ndjson"
 
 
 def client_options(settings: EngineSettings) -> dict[str, Any]:
@@ -59,10 +56,7 @@ class OpenSearchClient:
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
-        if settings.target.transport == "https" and not settings.tls.verify:
-            log.warning("%s: TLS certificates are NOT verified (output_tls_verify = false)", self.describe())
-        if settings.target.transport == "http" and settings.credentials.describe() != "none":
-            log.warning("%s: credentials are sent without TLS", self.describe())
+        warn_if_insecure(settings)
         self._client = AsyncOpenSearch(settings.target.urls, **client_options(settings))
 
     def describe(self) -> str:
@@ -72,9 +66,7 @@ class OpenSearchClient:
         return f"OpenSearchClient({self.describe()})"
 
     async def bulk(self, payload: bytes, gzipped: bool) -> Any:
-        headers = {"content-type": NDJSON, "accept": "application/json"}
-        if gzipped:
-            headers["content-encoding"] = "gzip"
+        headers = bulk_headers(gzipped)
         try:
             return await self._client.transport.perform_request(
                 "POST", "/_bulk", params={"filter_path": BULK_FILTER_PATH}, body=payload, headers=headers

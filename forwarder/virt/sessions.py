@@ -64,6 +64,8 @@ class EntryKind(enum.Enum):
     RESOURCE = "resrc"
     AVC = "avc"
     ANOMALY = "anom"
+    #: A host shutdown or crash; only with ``auditfwd sessions --host-down`` (:mod:`forwarder.virt.host_down`).
+    DOWN = "down"
 
 
 @dataclass(slots=True, frozen=True)
