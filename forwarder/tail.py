@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 #: file caught with a single partial line has a fingerprint no other file shares.
 FINGERPRINT_BYTES: Final = 1024
 
+#: Identities of files already read that are remembered after they left the rotation chain.
+#: auditd keeps ``num_logs`` (default 5, at most 999) files; remembering a thousand more costs
+#: little and survives listings that race with a rotation.
+MAX_KNOWN_FILES: Final = 2048
+
 #: One read.  Large enough that a backlog is read at disk speed, small enough that one batch of
 #: lines (a few thousand) keeps the event loop responsive and the queues' bounds meaningful.
 READ_CHUNK_BYTES: Final = 1 << 20
@@ -447,10 +452,15 @@ class Tailer:
         A rotated file we do not know, appearing while the live file is still ours, can only be
         its copy (a rename would have moved our file): read it first."""
         try:
+            live = os.stat(self.path)
             chain = self._list_chain()
         except OSError:
             return False
+        if (live.st_dev, live.st_ino) != (current.device, current.inode):
+            return False  # our file was renamed (rotation), not copied: nothing to read first
         for entry in chain:
+            if (entry.device, entry.inode) == (current.device, current.inode):
+                continue
             if entry.path != self.path and not self._is_known(entry) and entry.size > 0:
                 log.info("%s was copied and truncated before we read it; reading the copy %s", self.path, entry.path)
                 self.stats.truncations += 1
@@ -651,13 +661,22 @@ class Tailer:
             entry = _look(path)
             if entry is not None:
                 chain.append(entry)
-        present = {(entry.device, entry.inode) for entry in chain}
-        current = self._current
-        if current is not None:
-            present.add((current.device, current.inode))
-        for key in [key for key in self._known if key not in present]:
-            for identity in self._known.pop(key):
-                self._order.pop(identity, None)
+        if len(self._known) > MAX_KNOWN_FILES:
+            # Forget the files read longest ago that left the chain.  Never merely because one
+            # listing missed them: a listing taken while auditd renames the chain can miss a file
+            # (it moved from .N to .N+1 between listdir and stat), which must not be read again.
+            present = {(entry.device, entry.inode) for entry in chain}
+            current = self._current
+            if current is not None:
+                present.add((current.device, current.inode))
+            gone = sorted(
+                (min(self._order.get(identity, 0) for identity in identities), key)
+                for key, identities in self._known.items()
+                if key not in present
+            )
+            for _, key in gone[: len(self._known) - MAX_KNOWN_FILES]:
+                for identity in self._known.pop(key):
+                    self._order.pop(identity, None)
         return chain
 
     # ---------------------------------------------------------------- helpers

@@ -391,3 +391,33 @@ async def _take(batches: AsyncIterator[list[TailLine]], count: int) -> AsyncIter
         lines += len(batch)
         if lines >= count:
             return
+
+
+async def test_fast_rotations_while_reading_lose_and_repeat_nothing(
+    tmp_path: Path, reader_of: Callable[[Tailer], Reader]
+) -> None:
+    """A writer that rotates faster than the reader reads, in another thread: directory listings
+    race with the renames (a file moves from .N to .N+1 between listdir and stat), and a file
+    missed by one listing must not be taken for a new one and read again."""
+    import threading
+
+    log = tmp_path / "audit.log"
+    log.touch()
+    written = [line(number) for number in range(60_000)]
+    tailer = Tailer(str(log), "beginning", FAST)
+    reader = reader_of(tailer)
+
+    def write() -> None:
+        for start in range(0, len(written), 2_000):
+            with open(log, "ab") as handle:
+                for chunk in range(start, start + 2_000, 500):
+                    handle.write(b"".join(item + b"\n" for item in written[chunk : chunk + 500]))
+                    handle.flush()
+            rotate(log, keep=100)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    await reader.wait_for(len(written), timeout=60)
+    thread.join()
+    await reader.settle()
+    assert await reader.stop() == written
