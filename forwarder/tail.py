@@ -48,6 +48,10 @@ FINGERPRINT_BYTES: Final = 1024
 #: little and survives listings that race with a rotation.
 MAX_KNOWN_FILES: Final = 2048
 
+#: Listings of the rotation chain taken, at most, until two in a row agree (a rotation in
+#: progress renames every file of the chain; auditd finishes it in microseconds).
+MAX_LISTING_ATTEMPTS: Final = 20
+
 #: One read.  Large enough that a backlog is read at disk speed, small enough that one batch of
 #: lines (a few thousand) keeps the event loop responsive and the queues' bounds meaningful.
 READ_CHUNK_BYTES: Final = 1 << 20
@@ -501,7 +505,7 @@ class Tailer:
         """Open the file to read next; False when there is none yet."""
         start = self._start
         try:
-            chain = self._list_chain()
+            chain = self._stable_chain()
         except OSError as exc:
             self._report("list", f"cannot list the directory of {self.path}: {exc.strerror or exc}")
             return False
@@ -642,6 +646,20 @@ class Tailer:
     def _is_known(self, entry: _Chained) -> bool:
         known = self._known.get((entry.device, entry.inode))
         return bool(known) and any(identity.same_content(entry.head) for identity in known or ())
+
+    def _stable_chain(self) -> list[_Chained]:
+        """:meth:`_list_chain` taken until two listings in a row agree.
+
+        A listing taken while the chain is being renamed can miss a file or see it twice; the
+        next file to read is chosen only from a listing that a second one confirms.
+        """
+        chain = self._list_chain()
+        for _ in range(MAX_LISTING_ATTEMPTS):
+            again = self._list_chain()
+            if [(e.device, e.inode) for e in again] == [(e.device, e.inode) for e in chain]:
+                return again
+            chain = again
+        return chain
 
     def _list_chain(self) -> list[_Chained]:
         """The live file and its rotations, oldest first (``.N`` ... ``.1``, live).
