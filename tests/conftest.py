@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
 
 from tests.corpus import REPO
@@ -16,3 +20,17 @@ if str(REPO) not in sys.path:
 
 # Real OpenSearch and Elasticsearch nodes, started once per session by tests/engines/start.sh.
 pytest_plugins = ["tests.engines.fixtures"]
+
+
+@pytest.fixture(scope="module")
+def utc_timezone() -> Iterator[None]:
+    """Local time is UTC for the module: in-process runs then print times as auvirt does with TZ=UTC."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()

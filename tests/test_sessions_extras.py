@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +44,7 @@ SEEDS = range(8)
 _TYPE_AND_SEC = re.compile(rb"type=(\w+) msg=audit\((\d+)\.")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def utc() -> Iterator[None]:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc_timezone")
 
 
 def options_for(seed: int, records: int = 6000) -> GeneratorOptions:
