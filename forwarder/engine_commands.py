@@ -40,11 +40,11 @@ from typing import Any, Final
 from forwarder.ecs.normalize import DEFAULT_DATASET
 from forwarder.mappings import (
     CORE_FALLBACK,
-    POLICY_NAME,
     TEMPLATE_VERSION,
     data_stream_pattern,
     engine_objects,
     index_template_name,
+    policy_name,
     render,
 )
 from forwarder.sinks.bulk import EngineClient, RequestFailed
@@ -433,7 +433,8 @@ async def _check_templates(client: EngineClient, report: CheckReport, dataset: s
     else:
         report.good(f"{path} version {TEMPLATE_VERSION} installed")
     if not await has_lifecycle(client):
-        report.note(f"no {LIFECYCLE_NAME[client.engine]} on this node: the {POLICY_NAME} policy cannot be installed")
+        policy = policy_name(dataset)
+        report.note(f"no {LIFECYCLE_NAME[client.engine]} on this node: the {policy} policy cannot be installed")
 
 
 # ------------------------------------------------------------------------- command line

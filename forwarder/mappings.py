@@ -40,7 +40,7 @@ from forwarder.ecs.normalize import DEFAULT_DATASET
 #: Version of the generated objects: the ``version`` of templates and the policies' ``_meta``.
 #: Raise it whenever the generated bodies change, so that ``auditfwd setup`` and a person
 #: looking at the installed templates can tell an old layout from the new one.
-TEMPLATE_VERSION: Final = 2
+TEMPLATE_VERSION: Final = 3
 
 #: Engines the generator knows.
 ENGINES: Final = ("elasticsearch", "opensearch")
@@ -62,9 +62,10 @@ KEYWORD_IGNORE_ABOVE: Final = 1024
 ROLLOVER_MAX_PRIMARY_SHARD_SIZE: Final = "50gb"
 ROLLOVER_MAX_AGE: Final = "30d"
 
-#: Name shared by the policies and the prefix of the component templates.
-POLICY_NAME: Final = "auditfwd-logs"
-COMPONENT_PREFIX: Final = "auditfwd-ecs"
+#: First part of the names of our policies and component templates; the dataset follows, so
+#: that ``setup`` for one dataset never overwrites the objects of another (the mappings carry the
+#: dataset as a constant, the ISM policy its data stream pattern).
+NAME_PREFIX: Final = "auditfwd"
 
 #: Core type for each type that a minimal engine build may lack: same values, other indexing.
 CORE_FALLBACK: Final[Mapping[str, str]] = {
@@ -85,6 +86,16 @@ def data_stream_pattern(dataset: str = DEFAULT_DATASET) -> str:
 def index_template_name(dataset: str = DEFAULT_DATASET) -> str:
     """Name of the index template of a dataset."""
     return f"logs-{dataset}"
+
+
+def policy_name(dataset: str = DEFAULT_DATASET) -> str:
+    """Name of the lifecycle policy (ILM or ISM) of a dataset."""
+    return f"{NAME_PREFIX}-{dataset}"
+
+
+def component_name(part: str, dataset: str = DEFAULT_DATASET) -> str:
+    """Name of one of our component templates of a dataset (``mappings``, ``settings``, ``lifecycle``)."""
+    return f"{NAME_PREFIX}-{dataset}@{part}"
 
 
 def constant_values(dataset: str = DEFAULT_DATASET) -> dict[str, str]:
@@ -215,16 +226,16 @@ def elasticsearch_objects(
             in ``ignore_missing_component_templates``.
 
     Returns:
-        ``{"_ilm/policy/auditfwd-logs": {...}, "_component_template/...": {...},
+        ``{"_ilm/policy/auditfwd-<dataset>": {...}, "_component_template/...": {...},
         "_index_template/logs-<dataset>": {...}}``.
     """
-    mappings_name = f"{COMPONENT_PREFIX}@mappings"
-    settings_name = f"{COMPONENT_PREFIX}@settings"
-    lifecycle_name = f"{COMPONENT_PREFIX}@lifecycle"
+    mappings_name = component_name("mappings", dataset)
+    settings_name = component_name("settings", dataset)
+    lifecycle_name = component_name("lifecycle", dataset)
     custom_name = f"{index_template_name(dataset)}@custom"
     objects: dict[str, dict[str, Any]] = {}
     if lifecycle:
-        objects[f"_ilm/policy/{POLICY_NAME}"] = {
+        objects[f"_ilm/policy/{policy_name(dataset)}"] = {
             "policy": {
                 "_meta": _meta(dataset),
                 "phases": {
@@ -246,7 +257,7 @@ def elasticsearch_objects(
     objects[f"_component_template/{settings_name}"] = _component({"settings": _index_settings()}, dataset)
     if lifecycle:
         objects[f"_component_template/{lifecycle_name}"] = _component(
-            {"settings": {"index": {"lifecycle": {"name": POLICY_NAME}}}}, dataset
+            {"settings": {"index": {"lifecycle": {"name": policy_name(dataset)}}}}, dataset
         )
     objects[f"_index_template/{index_template_name(dataset)}"] = {
         "version": TEMPLATE_VERSION,
@@ -274,15 +285,15 @@ def opensearch_objects(
             ``_plugins/_ism`` API; the templates do not refer to the policy).
 
     Returns:
-        ``{"_plugins/_ism/policies/auditfwd-logs": {...}, "_component_template/...": {...},
+        ``{"_plugins/_ism/policies/auditfwd-<dataset>": {...}, "_component_template/...": {...},
         "_index_template/logs-<dataset>": {...}}``.
     """
-    mappings_name = f"{COMPONENT_PREFIX}@mappings"
-    settings_name = f"{COMPONENT_PREFIX}@settings"
+    mappings_name = component_name("mappings", dataset)
+    settings_name = component_name("settings", dataset)
     objects: dict[str, dict[str, Any]] = {}
     if lifecycle:
         meta = _meta(dataset)
-        objects[f"_plugins/_ism/policies/{POLICY_NAME}"] = {
+        objects[f"_plugins/_ism/policies/{policy_name(dataset)}"] = {
             "policy": {
                 # ISM policies have no _meta: the version travels in the description.
                 "description": (

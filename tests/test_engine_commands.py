@@ -426,7 +426,7 @@ def test_setup_is_idempotent_and_versioned(node: Node, capsys: pytest.CaptureFix
         assert any(line.startswith("field types this node lacks") for line in lines), lines
 
     # An older version is upgraded, a newer one left alone.
-    path = "_component_template/auditfwd-ecs@settings"
+    path = "_component_template/auditfwd-auditd_manager.auditd@settings"
     body = engine_objects(node.engine)[path]
     try:
         call(node, "PUT", path, {**body, "version": TEMPLATE_VERSION - 1})

@@ -158,24 +158,37 @@ def test_index_template_takes_the_default_data_stream(engine: str) -> None:
         assert f"_component_template/{component}" in objects or component in optional, component
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_datasets_never_share_an_object(engine: str) -> None:
+    """Objects carry their dataset (the mappings its constant, the ISM policy its pattern):
+    setting up a second dataset must not overwrite the first one's."""
+    first = engine_objects(engine, "auditd_manager.auditd")
+    second = engine_objects(engine, "hypervisor.audit")
+    assert not set(first) & set(second)
+    for path, body in second.items():
+        assert "hypervisor.audit" in path, path
+        for component in body.get("composed_of", []):
+            assert component.startswith(("auditfwd-hypervisor.audit@", "logs-hypervisor.audit@")), component
+
+
 def test_elasticsearch_lifecycle_policy_is_linked() -> None:
     objects = engine_objects("elasticsearch")
-    policy = objects["_ilm/policy/auditfwd-logs"]["policy"]
+    policy = objects["_ilm/policy/auditfwd-auditd_manager.auditd"]["policy"]
     assert policy["phases"]["hot"]["actions"]["rollover"]["max_age"] == mappings.ROLLOVER_MAX_AGE
     assert "delete" not in policy["phases"]
-    link = objects["_component_template/auditfwd-ecs@lifecycle"]["template"]["settings"]
-    assert link["index"]["lifecycle"]["name"] == "auditfwd-logs"
+    link = objects["_component_template/auditfwd-auditd_manager.auditd@lifecycle"]["template"]["settings"]
+    assert link["index"]["lifecycle"]["name"] == "auditfwd-auditd_manager.auditd"
     without = engine_objects("elasticsearch", lifecycle=False)
     assert not any("lifecycle" in path or path.startswith("_ilm/") for path in without)
     assert (
-        "auditfwd-ecs@lifecycle"
+        "auditfwd-auditd_manager.auditd@lifecycle"
         in without[f"_index_template/logs-{DEFAULT_DATASET}"]["ignore_missing_component_templates"]
     )
 
 
 def test_opensearch_lifecycle_policy_attaches_to_the_data_streams() -> None:
     objects = engine_objects("opensearch")
-    policy = objects["_plugins/_ism/policies/auditfwd-logs"]["policy"]
+    policy = objects["_plugins/_ism/policies/auditfwd-auditd_manager.auditd"]["policy"]
     template = objects[f"_index_template/logs-{DEFAULT_DATASET}"]
     assert policy["ism_template"][0]["index_patterns"] == template["index_patterns"]
     assert policy["states"][0]["name"] == policy["default_state"]
