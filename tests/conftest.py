@@ -18,8 +18,9 @@ settings.load_profile("auditfwd")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# Real OpenSearch and Elasticsearch nodes, started once per session by tests/engines/start.sh.
-pytest_plugins = ["tests.engines.fixtures"]
+# Real OpenSearch and Elasticsearch nodes, started once per session by tests/engines/start.sh;
+# a private certificate authority for the TLS tests.
+pytest_plugins = ["tests.engines.fixtures", "tests.pki"]
 
 
 @pytest.fixture(scope="module")
