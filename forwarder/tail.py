@@ -15,6 +15,10 @@ What it follows (``docs/anchors.md`` §0, §7):
   read is in the copy (found among the rotated files by fingerprint), which is finished first.
 * **delete and recreate**: the descriptor finishes the deleted file; the new file, even on the same
   inode, has another fingerprint and is read from its start.
+* **a writer that goes on writing to the renamed file** (logrotate's ``create`` mode renames the
+  log while auditd still holds it, and auditd reopens only when ``postrotate`` signals it): the
+  renamed file is left once the live file has data (the writer moved on) or after it stayed quiet
+  for ``renamed_quiet_seconds``, never while the writer may still add to it.
 * **a file that does not exist yet**, and **permission errors**: reported once, retried.
 * **partial last lines** wait for their end; **very long lines** are cut to ``max_line_bytes``
   (the rest is skipped up to the line end) and marked, so the pipeline can dead-letter them.
@@ -32,6 +36,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
@@ -63,6 +68,11 @@ MAX_LINE_BYTES: Final = 4 << 20
 #: Seconds between two looks at a quiet log.  auditd writes in bursts; a quarter second keeps the
 #: delay low and costs one stat() per poll.
 DEFAULT_POLL_INTERVAL: Final = 0.25
+
+#: Seconds a renamed or deleted file must stay quiet, while the live file is missing or empty,
+#: before it is left.  logrotate signals auditd right after renaming (milliseconds); waiting
+#: costs nothing, since the live file has nothing to read meanwhile.
+DEFAULT_RENAMED_QUIET_SECONDS: Final = 5.0
 
 #: Seconds between two attempts to open a file we may not read (or that is missing).
 DEFAULT_RETRY_INTERVAL: Final = 5.0
@@ -171,12 +181,15 @@ class TailOptions:
         retry_interval: seconds between attempts to open a missing or unreadable file.
         read_chunk_bytes: bytes per read (one batch of lines at most).
         max_line_bytes: longest line kept whole (see :class:`TailLine`).
+        renamed_quiet_seconds: how long a renamed or deleted file must stay quiet before it is
+            left while the live file is still missing or empty.
     """
 
     poll_interval: float = DEFAULT_POLL_INTERVAL
     retry_interval: float = DEFAULT_RETRY_INTERVAL
     read_chunk_bytes: int = READ_CHUNK_BYTES
     max_line_bytes: int = MAX_LINE_BYTES
+    renamed_quiet_seconds: float = DEFAULT_RENAMED_QUIET_SECONDS
 
 
 @dataclass(slots=True)
@@ -218,6 +231,9 @@ class _OpenFile:
     oversize_start: int = 0
     device: int = 0
     inode: int = 0
+    #: Monotonic time since which the file, renamed or deleted, has not grown (None: not moved,
+    #: or it grew since).
+    moved_quiet_since: float | None = None
 
 
 class Tailer:
@@ -433,23 +449,45 @@ class Tailer:
         try:
             live = os.stat(self.path)
             moved = (live.st_dev, live.st_ino) != (current.device, current.inode)
+            live_has_data = moved and live.st_size > 0
         except FileNotFoundError:
-            moved = True
+            moved, live_has_data = True, False
         except OSError as exc:
             self._report("stat", f"cannot look at {self.path}: {exc.strerror or exc}")
             return False
         if not moved:
             return current.identity.fingerprint_size == 0 and self._copied_while_empty(current)
-        # Renamed or deleted.  A writer closes the file before renaming it, so what it wrote is
-        # there now: read to the end once more before leaving the file.
+        # Renamed or deleted.  Once the live file has data the writer has moved on, and what it
+        # wrote before is in this file now: read to the end once more, then leave.  While the
+        # live file is missing or empty the writer may still hold this one (logrotate renamed
+        # it and has not signalled yet): keep it until it has been quiet for a while.
         if os.fstat(current.fd).st_size > current.read_offset:
+            current.moved_quiet_since = None
             return True
+        if not live_has_data and not self._newer_file_has_data(current):
+            now = time.monotonic()
+            if current.moved_quiet_since is None:
+                current.moved_quiet_since = now
+            if now - current.moved_quiet_since < self.options.renamed_quiet_seconds:
+                return False
         self._pending_tail = self._finish(current)
         self._remember(current.identity)
         self.stats.rotations += 1
         log.info("finished %s (rotated or removed) at offset %d", current.path, current.read_offset)
         self._close_current()
         return True
+
+    def _newer_file_has_data(self, current: _OpenFile) -> bool:
+        """A file of the chain newer than ``current`` (not read yet) has data: the writer moved
+        on (rotated more than once since), so nothing more will be added to ``current``."""
+        try:
+            chain = self._list_chain()
+        except OSError:
+            return False
+        ours = (current.device, current.inode)
+        return any(
+            entry.size > 0 and (entry.device, entry.inode) != ours and not self._is_known(entry) for entry in chain
+        )
 
     def _copied_while_empty(self, current: _OpenFile) -> bool:
         """copytruncate of a file we only saw empty: neither its size nor its first bytes tell.

@@ -138,6 +138,49 @@ async def test_rename_rotation_finishes_the_old_file_first(
     assert reader.tailer.stats.rotations == 1
 
 
+async def test_writer_that_goes_on_writing_to_the_renamed_file(
+    tmp_path: Path, reader_of: Callable[[Tailer], Reader]
+) -> None:
+    """logrotate's ``create`` mode with ``dateext``: the log is renamed while auditd still holds
+    it and goes on writing there until ``postrotate`` makes it reopen; only then does the new
+    live file (created empty) get lines.  Nothing written to the renamed file may be lost."""
+    log = tmp_path / "audit.log"
+    append(log, *(line(n) for n in range(10)))
+    reader = reader_of(Tailer(str(log), "beginning", FAST))
+    await reader.wait_for(10)
+    with open(log, "ab") as held:  # the writer's descriptor, kept across the rename
+        os.rename(log, tmp_path / "audit.log-20261128")
+        log.touch()
+        for number in range(10, 20):
+            await asyncio.sleep(0.02)  # many polls of the reader see the renamed file
+            held.write(line(number) + b"\n")
+            held.flush()
+    append(log, *(line(n) for n in range(20, 30)))  # reopened: the new file
+    assert await reader.wait_for(30) == [line(n) for n in range(30)]
+    await reader.settle()
+    assert len(reader.lines) == 30
+    assert reader.tailer.stats.rotations == 1
+
+
+async def test_a_renamed_file_is_left_after_it_stays_quiet(
+    tmp_path: Path, reader_of: Callable[[Tailer], Reader]
+) -> None:
+    """No writer comes back: the renamed file's unterminated last line is handed out once the
+    file has stayed quiet for ``renamed_quiet_seconds`` (the live file stays empty)."""
+    log = tmp_path / "audit.log"
+    append(log, line(0))
+    append(log, line(1), end=b"")
+    options = TailOptions(poll_interval=0.005, retry_interval=0.01, renamed_quiet_seconds=0.3)
+    reader = reader_of(Tailer(str(log), "beginning", options))
+    await reader.wait_for(1)
+    os.rename(log, tmp_path / "audit.log-20261128")
+    log.touch()
+    await asyncio.sleep(0.1)
+    assert len(reader.lines) == 1, "the renamed file was left before it had been quiet long enough"
+    assert await reader.wait_for(2, timeout=5) == [line(0), line(1)]
+    assert reader.tailer.stats.rotations == 1
+
+
 async def test_two_rotations_before_the_reader_finished(tmp_path: Path, reader_of: Callable[[Tailer], Reader]) -> None:
     log = tmp_path / "audit.log"
     append(log, *(line(n) for n in range(50)))
