@@ -23,8 +23,9 @@ What it follows (``docs/anchors.md`` §0, §7):
 * **partial last lines** wait for their end; **very long lines** are cut to ``max_line_bytes``
   (the rest is skipped up to the line end) and marked, so the pipeline can dead-letter them.
 
-Rotated names are the live name plus ``.N`` (auditd's ``num_logs`` scheme); other names beside the
-log (logrotate's ``dateext``, ``.gz`` archives) are not part of the chain.
+Rotated names are the live name plus ``.N`` (auditd's ``num_logs`` scheme) or a date (logrotate's
+``dateext``: ``-YYYYMMDD[HH[MM[SS]]]`` or ``-YYYY-MM-DD``), dated ones being the oldest; compressed
+archives (``.gz``) are not part of the chain.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ DEFAULT_RENAMED_QUIET_SECONDS: Final = 5.0
 DEFAULT_RETRY_INTERVAL: Final = 5.0
 
 _ROTATED_SUFFIX: Final = re.compile(r"\.([0-9]+)\Z")
+
+#: logrotate's ``dateext`` names: ``-YYYYMMDD`` (the default ``dateformat``), optionally with
+#: hours, minutes and seconds, or with dashes (``-YYYY-MM-DD``).  Compressed files (``.gz``) do
+#: not match: they are archives, not readable copies.
+_DATED_SUFFIX: Final = re.compile(r"-([0-9]{8}(?:[0-9]{2}){0,3}|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[-_][0-9]{2}){0,3})\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,20 +706,25 @@ class Tailer:
         return chain
 
     def _list_chain(self) -> list[_Chained]:
-        """The live file and its rotations, oldest first (``.N`` ... ``.1``, live).
+        """The live file and its rotations, oldest first (dated ones, ``.N`` ... ``.1``, live).
 
         Known identities of files that left the chain are forgotten here, which bounds them.
         """
         directory, base = os.path.split(self.path)
         numbered: list[tuple[int, str]] = []
+        dated: list[tuple[str, str]] = []
         for name in os.listdir(directory):
             if name.startswith(base) and len(name) > len(base) + 1:
                 match = _ROTATED_SUFFIX.match(name, len(base))
                 if match is not None:
                     numbered.append((int(match.group(1)), os.path.join(directory, name)))
+                elif (match := _DATED_SUFFIX.match(name, len(base))) is not None:
+                    # Digits of one date format sort in time order.
+                    dated.append((match.group(1).replace("-", "").replace("_", ""), os.path.join(directory, name)))
         numbered.sort(reverse=True)
+        dated.sort()
         chain: list[_Chained] = []
-        for _, path in [*numbered, (0, self.path)]:
+        for path in [*(path for _, path in dated), *(path for _, path in numbered), self.path]:
             entry = _look(path)
             if entry is not None:
                 chain.append(entry)

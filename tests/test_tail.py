@@ -201,7 +201,9 @@ async def test_two_rotations_before_the_reader_finished(tmp_path: Path, reader_o
     assert lines == [line(n) for n in range(100)]
 
 
-async def test_copytruncate(tmp_path: Path, reader_of: Callable[[Tailer], Reader]) -> None:
+@pytest.mark.parametrize("copy_suffix", [".1", "-20261128", "-2026112803", "-2026-11-28"])
+async def test_copytruncate(copy_suffix: str, tmp_path: Path, reader_of: Callable[[Tailer], Reader]) -> None:
+    """auditd-style and logrotate ``dateext`` copies: the lines only the copy holds are read."""
     log = tmp_path / "audit.log"
     append(log, *(line(n) for n in range(10)))
     reader = reader_of(Tailer(str(log), "beginning", FAST))
@@ -209,7 +211,7 @@ async def test_copytruncate(tmp_path: Path, reader_of: Callable[[Tailer], Reader
     await reader.settle()
     # Lines the reader has not seen yet go into the copy only.
     append(log, *(line(n) for n in range(10, 15)))
-    shutil.copyfile(log, f"{log}.1")
+    shutil.copyfile(log, f"{log}{copy_suffix}")
     os.truncate(log, 0)
     append(log, *(line(n) for n in range(15, 25)))
     assert await reader.wait_for(25) == [line(n) for n in range(25)]
@@ -324,6 +326,30 @@ async def test_resume_finds_the_file_after_it_moved(tmp_path: Path, reader_of: C
     append(log, *(line(n) for n in range(12, 15)))
     rotate(log)
     append(log, *(line(n) for n in range(15, 17)))
+    reader = reader_of(Tailer(str(log), resume, FAST))
+    assert await reader.wait_for(13) == [line(n) for n in range(4, 17)]
+    await reader.settle()
+    assert len(reader.lines) == 13
+
+
+async def test_resume_after_dated_rotations(tmp_path: Path, reader_of: Callable[[Tailer], Reader]) -> None:
+    """logrotate with ``dateext`` renamed the checkpointed file, then renamed the next one too,
+    while we were down (and left a compressed archive beside them, which is not read): reading
+    resumes in the first, goes on in the second, then the live file, in time order."""
+    log = tmp_path / "audit.log"
+    append(log, *(line(n) for n in range(10)))
+    first = Tailer(str(log), "beginning", FAST)
+    batches = first.batches()
+    seen = await anext(batches)
+    resume = ResumeAt(seen[3].position.file, seen[3].position.offset)
+    first.stop()
+    await batches.aclose()
+    append(log, *(line(n) for n in range(10, 12)))
+    os.rename(log, f"{log}-20261127")
+    append(log, *(line(n) for n in range(12, 15)))
+    os.rename(log, f"{log}-20261128")
+    append(log, *(line(n) for n in range(15, 17)))
+    Path(f"{log}-20261126.gz").write_bytes(b"\x1f\x8b not read")
     reader = reader_of(Tailer(str(log), resume, FAST))
     assert await reader.wait_for(13) == [line(n) for n in range(4, 17)]
     await reader.settle()
