@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,18 +61,25 @@ def _password_file(tmp_path: Path, password: str) -> Path:
     return path
 
 
+#: Sets the environment for a password; returns the output URL through the proxy and the environment.
+Connect = Callable[[str], tuple[str, dict[str, str]]]
+
+
+@pytest.fixture
+def connect(node: Node, proxy: TlsProxy, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Connect:
+    def configure(password: str) -> tuple[str, dict[str, str]]:
+        environ = _environ(pki, _password_file(tmp_path, password))
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        return f"{node.engine}+https://127.0.0.1:{proxy.port}", environ
+
+    return configure
+
+
 def test_setup_check_and_shipping_over_tls(
-    node: Node,
-    proxy: TlsProxy,
-    pki: Pki,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    node: Node, proxy: TlsProxy, connect: Connect, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    environ = _environ(pki, _password_file(tmp_path, PASSWORD))
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    output = f"{node.engine}+https://127.0.0.1:{proxy.port}"
+    output, environ = connect(PASSWORD)
 
     assert main(["setup", "--output", output]) == 0
     assert main(["check", "--output", output]) == 0
@@ -102,18 +109,10 @@ def test_setup_check_and_shipping_over_tls(
 
 
 def test_a_wrong_password_is_refused_and_not_shown(
-    node: Node,
-    proxy: TlsProxy,
-    pki: Pki,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    proxy: TlsProxy, connect: Connect, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wrong = "wrong-" + uuid.uuid4().hex
-    environ = _environ(pki, _password_file(tmp_path, wrong))
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    output = f"{node.engine}+https://127.0.0.1:{proxy.port}"
+    output, environ = connect(wrong)
 
     assert main(["check", "--output", output]) != 0
     assert main(["setup", "--output", output]) != 0
