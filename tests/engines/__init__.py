@@ -58,7 +58,8 @@ def start(engine: str, name: str | None = None, settings: Iterable[str] = ()) ->
 
     Args:
         engine: ``opensearch`` or ``elasticsearch``.
-        name: instance name for the script (default ``pytest-<engine>``).
+        name: instance name for the script (default ``pytest-<engine>-<pid>``: test sessions
+            running at once each start their own node, and never stop another's).
         settings: extra node settings, ``key=value``.
 
     Raises:
@@ -67,7 +68,7 @@ def start(engine: str, name: str | None = None, settings: Iterable[str] = ()) ->
     external = os.environ.get(url_variable(engine))
     if external:
         return Node(engine, external.rstrip("/"), None)
-    name = name or f"pytest-{engine}"
+    name = name or f"pytest-{engine}-{os.getpid()}"
     command = [str(ENGINES_DIR / "start.sh"), engine, name, *(f"-E{setting}" for setting in settings)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS, check=False)
     if result.returncode != 0:
