@@ -14,6 +14,14 @@ Beyond auvirt (options auvirt 3.0.9 does not have; without them nothing changes)
 * ``--host-down``: host shutdowns and crashes end the sessions running then and add ``down``
   entries (auvirt 2.x's semantics, :mod:`forwarder.virt.host_down`); ``--summary`` then prints
   auvirt 2.x's ``Number of host shutdowns:`` line too.
+* ``--index URL``: read the documents ``auditfwd run`` indexed from many hypervisors in
+  Elasticsearch or OpenSearch instead of a log (``elasticsearch+https://HOST[:PORT]`` ...,
+  credentials as for ``run``: ``--config FILE`` or ``AUDITFWD_OUTPUT_*``), build each host's
+  sessions and join guests that migrated between hosts (:mod:`forwarder.sessions_index`,
+  :mod:`forwarder.virt.index_sessions`, whose docstring describes the output: auvirt's lines
+  with a host column, ``migr`` lines, a JSON document with hosts, timelines and migrations).
+  ``--index-pattern PATTERN`` (default ``logs-auditd_manager.auditd-*``), ``--page-size N``
+  (documents per request) and ``--config FILE`` go with it.  Not with ``--file``/``--stdin``.
 
 The usage text of ``--help`` stays auvirt's.
 
@@ -43,6 +51,12 @@ from forwarder.virt.auparse_lines import auparse_record
 from forwarder.virt.auvirt_dates import MIDNIGHT, Bound, Clock, DateError, parse_bound
 from forwarder.virt.auvirt_format import RenderOptions, ctime_text, render_entries, render_summary, summarize
 from forwarder.virt.host_down import with_shutdown_count
+from forwarder.virt.index_sessions import (
+    join_migrations,
+    render_index_entries,
+    render_index_json,
+    render_index_summary,
+)
 from forwarder.virt.sessions import SessionBuilder, SessionFilter
 from forwarder.virt.sessions_json import DetailedSessionBuilder, render_json
 
@@ -75,6 +89,10 @@ FORMAT_JSON: Final = "json"
 FORMATS: Final = (FORMAT_TEXT, FORMAT_JSON)
 _FORMAT_OPTION: Final = "--format"
 
+#: ``--index`` and the options that go with it (option -> attribute).
+_INDEX_OPTIONS: Final = {"--index": "index", "--index-pattern": "index_pattern", "--config": "config"}
+_PAGE_SIZE_OPTION: Final = "--page-size"
+
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _READ_CHUNK: Final = 1 << 20
 
@@ -98,6 +116,11 @@ class SessionsOptions:
     #: Extensions (not in auvirt): ``--format`` and ``--host-down``.
     format: str = FORMAT_TEXT
     host_down: bool = False
+    #: ``--index`` and its companions.
+    index: str | None = None
+    index_pattern: str | None = None
+    page_size: int | None = None
+    config: str | None = None
 
 
 class UsageError(Exception):
@@ -193,11 +216,28 @@ def _parse_words(argv: Sequence[str], clock: Clock, options: SessionsOptions) ->
             options.format = value
         elif word == "--host-down":
             options.host_down = True
+        elif word in _INDEX_OPTIONS:
+            setattr(options, _INDEX_OPTIONS[word], _argument(argv, index, word, "an argument"))
+            index += 1
+        elif word == _PAGE_SIZE_OPTION:
+            from forwarder.sessions_index import MAX_PAGE_SIZE
+
+            value = _argument(argv, index, word, "an argument")
+            if not value.isdigit() or not 0 < int(value) <= MAX_PAGE_SIZE:
+                raise UsageError(f"Invalid page size: {value}")
+            options.page_size = int(value)
+            index += 1
         else:
             raise UsageError(f'Unknown option "{word}".')
         index += 1
     if options.stdin and options.file is not None:
         raise UsageError('"--sdtin" and "--file" options must not be specified together.')
+    if options.index is not None and (options.stdin or options.file is not None):
+        raise UsageError('"--index" and "--file" or "--stdin" options must not be specified together.')
+    if options.index is None:
+        for word, name in (*_INDEX_OPTIONS.items(), (_PAGE_SIZE_OPTION, "page_size")):
+            if name != "index" and getattr(options, name) is not None:
+                raise UsageError(f'"{word}" option requires "--index".')
 
 
 def _system_clock() -> Clock:
@@ -339,6 +379,8 @@ def _run(options: SessionsOptions, stdin: BinaryIO, stdout: BinaryIO, stderr: Te
         return EXIT_OK
     if options.debug:
         _debug_flags(options, stderr)
+    if options.index is not None:
+        return _run_index(options, options.index, stdout, stderr)
 
     config = _read_config(AUDITD_CONF)
     try:
@@ -394,6 +436,46 @@ def _run(options: SessionsOptions, stdin: BinaryIO, stdout: BinaryIO, stderr: Te
     else:
         render = RenderOptions(all_events=options.all_events, show_uuid=options.show_uuid, proof=options.proof)
         stdout.write(render_entries(builder.entries, render, time.localtime))
+    return EXIT_OK
+
+
+def _run_index(options: SessionsOptions, url: str, stdout: BinaryIO, stderr: TextIO) -> int:
+    """``--index URL``: every host's sessions from the engine, migrations joined."""
+    from forwarder.sessions_index import (
+        DEFAULT_INDEX_PATTERN,
+        DEFAULT_PAGE_SIZE,
+        IndexFailure,
+        IndexRequest,
+        read_index,
+    )
+
+    json_output = options.format == FORMAT_JSON
+    event_filter = SessionFilter(
+        start_time=options.start_time,
+        end_time=options.end_time,
+        vm=options.vm,
+        uuid=options.uuid,
+        correlate_security=options.all_events or options.summary or json_output,
+    )
+    request = IndexRequest(
+        url,
+        options.index_pattern or DEFAULT_INDEX_PATTERN,
+        options.page_size or DEFAULT_PAGE_SIZE,
+        options.config,
+    )
+    try:
+        hosts = read_index(request, event_filter, _passwd_names(PASSWD_FILE), host_down=options.host_down)
+    except IndexFailure as exc:
+        stderr.write(f"Error: {exc}\n")
+        return EXIT_FAILURE
+    migrations = join_migrations(hosts)
+    if json_output:
+        stdout.write(render_index_json(hosts, migrations))
+    elif options.summary:
+        stdout.write(render_index_summary(hosts, migrations, options.host_down, time.localtime))
+    else:
+        render = RenderOptions(all_events=options.all_events, show_uuid=options.show_uuid, proof=options.proof)
+        stdout.write(render_index_entries(hosts, migrations, render, time.localtime))
     return EXIT_OK
 
 

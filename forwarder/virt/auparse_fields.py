@@ -75,6 +75,9 @@ _ESCAPED_FIELDS: Final = frozenset(
     }
 )  # fmt: skip
 
+#: The fields libauparse displays decoded (quoted or hex in the log).
+ESCAPED_FIELDS: Final = _ESCAPED_FIELDS
+
 _HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]*")
 _INT_PREFIX: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)")
 _CONTROL_BYTES: Final = re.compile(r"[\x00-\x1f]")

@@ -27,13 +27,22 @@ method      evidence                                                            
             images or filesystem sources (the guest owns them while it is defined;
             shared media such as an install ISO concern every guest holding it)
 ``cgroup``  a path inside the guest's ``machine.slice`` scope (PATH, CWD, ``unit=``)   target
+``device``  a PATH record (or AppArmor ``name=``) naming a host device node passed     target
+            through to the guest (:func:`hostdev_path`): ``/dev/vfio/N`` of a PCI or
+            mdev device, ``/dev/bus/usb/BBB/DDD`` of a USB device, ``/dev/sgN`` of a
+            SCSI device, the node of a capability hostdev (``disk=``/``chardev=``)
 ``mac``     NETFILTER_PKT ``smac=`` (source) / ``dmac=`` (target) is the guest's MAC   both
 ``tap``     ANOM_PROMISCUOUS of the guest's tap device (learned from the promiscuous   target
             switch libvirt makes right after it opened the guest's tap)
 ==========  =========================================================================  ======
 
 Labels, pids, taps and scopes attribute only while the guest is starting or running: a label
-reused by a later guest attributes to that guest, never to a stale one.  Every lookup is a dict
+reused by a later guest attributes to that guest, never to a stale one.  Host device nodes are
+learned from the records that hand them to the guest (a ``resrc=cgroup reason=allow
+class=path`` ACL of a device node of a host-device form, a ``resrc=dev bus=usb device=BBB.DDD``
+record, a ``resrc=hostdev disk=``/``chardev=`` record) and forgotten when libvirt takes them
+back (``reason=deny`` of that path, ``reason=detach`` of the device), when the guest stops or
+fails to start, and when the host goes down: the same node is passed to another guest later.  Every lookup is a dict
 lookup per record field; nothing scans the guests per event.
 
 The registry is a plain value: :meth:`GuestRegistry.to_state` / :meth:`GuestRegistry.from_state`
@@ -112,6 +121,7 @@ BY_IMAGE: Final = "image"
 BY_CGROUP: Final = "cgroup"
 BY_MAC: Final = "mac"
 BY_TAP: Final = "tap"
+BY_DEVICE: Final = "device"
 SOURCE: Final = "source"
 TARGET: Final = "target"
 
@@ -146,6 +156,16 @@ _OWNED_RESOURCES: Final[Mapping[str, str]] = {"disk": "disks", "fs": "filesystem
 #: Host-device resource kinds (``bus=``/``type=`` + ``device=``, or capability ``disk=``/``chardev=``).
 _HOSTDEV_RESOURCES: Final = frozenset({"dev", "hostdev"})
 
+#: Device nodes libvirt grants a guest's cgroup for a passed-through host device (the guest alone
+#: uses them): VFIO groups of PCI/mdev devices, USB device nodes, SCSI generic nodes.  Shared
+#: nodes (``/dev/null``, ``/dev/kvm``, ``/dev/vfio/vfio``, ptys ...) are not of these forms.
+_HOSTDEV_NODE: Final = re.compile(r"/dev/vfio/[0-9]+|/dev/bus/usb/[0-9]{3}/[0-9]{3}|/dev/sg[0-9]+")
+#: A USB address of ``resrc=dev bus=usb device=BBB.DDD`` (bus and device numbers).
+_USB_ADDRESS: Final = re.compile(r"([0-9]{3})\.([0-9]{3})")
+#: cgroup ACL reasons that grant and revoke a device node.
+_CGROUP_GRANT: Final = "allow"
+_CGROUP_REVOKE: Final = "deny"
+
 
 @dataclass(slots=True)
 class Guest:
@@ -167,6 +187,7 @@ class Guest:
         nets: MAC addresses (lower case).
         taps: host tap devices while running.
         hostdevs: passed-through host devices (``pci 0000:3b:00.1``).
+        devices: device nodes of those host devices (``/dev/vfio/42``) while starting/running.
         scope: systemd scope of its cgroup (``machine-qemu\\x2d1\\x2dweb01.scope``) while active.
     """
 
@@ -187,6 +208,7 @@ class Guest:
     nets: list[str] = field(default_factory=list)
     taps: list[str] = field(default_factory=list)
     hostdevs: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
     scope: str | None = None
 
     @property
@@ -225,6 +247,7 @@ _SCOPE_PATH: Final = 7
 _MAC_SOURCE: Final = 8
 _MAC_TARGET: Final = 9
 _TAP: Final = 10
+_DEVICE_PATH: Final = 11
 
 #: Evidence kind -> (method, side).  Paths give image or cgroup evidence (:func:`_path_guests`).
 _KINDS: Final[Mapping[int, tuple[str, str]]] = {
@@ -239,6 +262,7 @@ _KINDS: Final[Mapping[int, tuple[str, str]]] = {
     _MAC_SOURCE: (BY_MAC, SOURCE),
     _MAC_TARGET: (BY_MAC, TARGET),
     _TAP: (BY_TAP, TARGET),
+    _DEVICE_PATH: (BY_DEVICE, TARGET),
 }
 
 #: Record type number -> the fields to look at and what each is evidence of.
@@ -278,6 +302,7 @@ class _Host:
     """The guests of one host (one ``node=`` name) and the indexes that find them."""
 
     __slots__ = (
+        "by_device",
         "by_image",
         "by_level",
         "by_mac",
@@ -301,6 +326,8 @@ class _Host:
         self.by_mac: dict[str, Guest] = {}
         self.by_tap: dict[str, Guest] = {}
         self.by_scope: dict[str, Guest] = {}
+        #: host device node -> the guest it is passed through to.
+        self.by_device: dict[str, Guest] = {}
         #: uuid -> epoch second of a tap open or start step (see :data:`TAP_HINT_SECONDS`).
         self.tap_hints: dict[str, int] = {}
         #: pids of the libvirt daemon (senders of VIRT_* records) since the host booted.
@@ -465,7 +492,7 @@ class GuestRegistry:
                     if guest is not None:
                         found = _add(found, kind, guest)
                 elif kind in (_PATH, _SCOPE_PATH):
-                    if host.by_image or host.by_scope:
+                    if host.by_image or host.by_scope or host.by_device:
                         found = _path_guests(host, raw, kind, found)
                 elif kind == _TAP:
                     guest = _tap_guest(host, raw, record, records)
@@ -631,12 +658,25 @@ def _learn_resource(host: _Host, guest: Guest, fields: dict[str, str], success: 
         if device is not None:
             bus = fields.get("bus") or fields.get("type") or resource
             entry = f"{bus} {device}"
+            node = hostdev_path(bus, device)
             if reason == "detach":
                 if entry in guest.hostdevs:
                     guest.hostdevs.remove(entry)
-            elif entry not in guest.hostdevs and len(guest.hostdevs) < MAX_ITEMS_PER_GUEST:
-                guest.hostdevs.append(entry)
+                if node is not None:
+                    _release_device(host, guest, node)
+            else:
+                if entry not in guest.hostdevs and len(guest.hostdevs) < MAX_ITEMS_PER_GUEST:
+                    guest.hostdevs.append(entry)
+                if node is not None:
+                    _grant_device(host, guest, node)
     elif resource == "cgroup":
+        if (fields.get("class") or fields.get("item")) == "path":  # item= of libvirt 0.8
+            path = _text(fields.get("path", "?"))
+            if path is not None and _HOSTDEV_NODE.fullmatch(path):
+                if reason == _CGROUP_GRANT:
+                    _grant_device(host, guest, path)
+                elif reason == _CGROUP_REVOKE:
+                    _release_device(host, guest, path)
         if not guest.active:
             host.tap_hints[guest.uuid] = now  # a start in progress (libvirt 0.8 writes no net opens)
         cgroup = _text(fields.get("cgroup", "?"))
@@ -646,6 +686,44 @@ def _learn_resource(host: _Host, guest: Guest, fields: dict[str, str], success: 
                 del host.by_scope[guest.scope]
             guest.scope = scope
             host.by_scope[scope] = guest
+
+
+def hostdev_path(bus: str, device: str) -> str | None:
+    """The device node of a host device record's ``bus``/``device``, ``None`` when it has none.
+
+    Args:
+        bus: ``bus=`` (``type=`` of libvirt 0.8), or the resource type for capability hostdevs.
+        device: the decoded ``device=`` (``disk=``/``chardev=`` of capability hostdevs).
+
+    Returns:
+        ``/dev/bus/usb/BBB/DDD`` for a USB address ``BBB.DDD``; the value itself when it is a
+        device node (capability hostdevs name ``/dev/sdb``, ``/dev/ttyS0``); else ``None``: a PCI
+        or mdev device's node (``/dev/vfio/N``) comes from its cgroup ACL record instead.
+    """
+    if bus == "usb":
+        match = _USB_ADDRESS.fullmatch(device)
+        return f"/dev/bus/usb/{match.group(1)}/{match.group(2)}" if match is not None else None
+    return device if device.startswith("/dev/") else None
+
+
+def _grant_device(host: _Host, guest: Guest, path: str) -> None:
+    """The guest is given the device node ``path`` (another guest that held it lost it)."""
+    previous = host.by_device.get(path)
+    if previous is not None and previous is not guest and path in previous.devices:
+        previous.devices.remove(path)
+    if path not in guest.devices:
+        if len(guest.devices) >= MAX_ITEMS_PER_GUEST:
+            _release_device(host, guest, guest.devices[0])
+        guest.devices.append(path)
+    host.by_device[path] = guest
+
+
+def _release_device(host: _Host, guest: Guest, path: str) -> None:
+    """The guest gives the device node ``path`` back."""
+    if path in guest.devices:
+        guest.devices.remove(path)
+    if host.by_device.get(path) is guest:
+        del host.by_device[path]
 
 
 def _learn_machine_id(host: _Host, guest: Guest, fields: dict[str, str], success: bool, now: int) -> None:
@@ -765,6 +843,8 @@ def _deactivate(host: _Host, guest: Guest, state: str, at: float) -> None:
         if host.by_scope.get(guest.scope) is guest:
             del host.by_scope[guest.scope]
         guest.scope = None
+    for device in list(guest.devices):
+        _release_device(host, guest, device)
     host.tap_hints.pop(guest.uuid, None)
 
 
@@ -777,6 +857,7 @@ def _host_down(host: _Host, at: float) -> None:
     host.by_level.clear()
     host.by_tap.clear()
     host.by_scope.clear()
+    host.by_device.clear()
     host.tap_hints.clear()
     host.daemons.clear()
     host.daemon_ended = False
@@ -812,7 +893,7 @@ def _index(host: _Host, guest: Guest) -> None:
         for value in items[:MAX_ITEMS_PER_GUEST]:
             _own(host, guest, kind, value)
     if not guest.active:
-        guest.pids, guest.level, guest.taps, guest.scope = [], None, [], None
+        guest.pids, guest.level, guest.taps, guest.scope, guest.devices = [], None, [], None, []
         return
     _set_pids(host, guest, guest.pids)
     if guest.level is not None:
@@ -821,6 +902,9 @@ def _index(host: _Host, guest: Guest) -> None:
         host.by_tap[tap] = guest
     if guest.scope is not None:
         host.by_scope[guest.scope] = guest
+    devices, guest.devices = guest.devices, []
+    for device in devices:
+        _grant_device(host, guest, device)
 
 
 def _qemu_execve(records: list[Record]) -> tuple[str, str | None, str] | None:
@@ -920,6 +1004,10 @@ def _path_guests(
         if holders is not None:
             for guest in holders:
                 found = _add(found, _PATH, guest)
+    if kind == _PATH and host.by_device:
+        user = host.by_device.get(path)
+        if user is not None:
+            found = _add(found, _DEVICE_PATH, user)
     if host.by_scope and (kind == _SCOPE_PATH or _MACHINE_SLICE in path):
         scope = scope_of(path) if _MACHINE_SLICE in path else path[1:]
         owner = host.by_scope.get(scope) if scope is not None else None
@@ -957,7 +1045,7 @@ def _tap_guest(host: _Host, raw: str, record: Record, records: list[Record]) -> 
 # ---------------------------------------------------------------------- state helpers
 
 _GUEST_TEXT_FIELDS: Final = ("name", "virt", "start_reason", "stop_reason", "level", "scope")
-_GUEST_LIST_FIELDS: Final = ("pids", "disks", "filesystems", "nets", "taps", "hostdevs")
+_GUEST_LIST_FIELDS: Final = ("pids", "disks", "filesystems", "nets", "taps", "hostdevs", "devices")
 
 
 def _guest_state(guest: Guest) -> dict[str, Any]:

@@ -96,6 +96,12 @@ class HostDownBuilder(SessionBuilder):
                 self._latest_sec = event.sec
         super().add(event)
 
+    def note_time(self, sec: int) -> None:
+        """Count an event time seen without its event (a source that gives only some events, such
+        as an index query, tells the latest time before a boot marker this way)."""
+        if self._latest_sec is None or sec > self._latest_sec:
+            self._latest_sec = sec
+
     def _track(self, event: Event) -> None:
         type_id = event.records[0].type_id
         if type_id == SYSTEM_SHUTDOWN:

@@ -91,6 +91,11 @@ def _text(value: str | None) -> str | None:
     return value.encode("utf-8", TEXT_ERRORS).decode("utf-8", "backslashreplace")
 
 
+def json_text(value: str | None) -> str | None:
+    """A value as valid UTF-8 for JSON (undecodable bytes as ``\\xNN``); ``None`` stays."""
+    return _text(value)
+
+
 def iso_time(seconds: int) -> str | None:
     """``seconds`` as ISO 8601 UTC, ``None`` when out of range."""
     try:
