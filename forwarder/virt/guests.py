@@ -297,6 +297,32 @@ _PLANS: Final[Mapping[int, tuple[tuple[str, int], ...]]] = {
 #: Any other record: its sender or subject process.
 _DEFAULT_PLAN: Final = (("pid", _PID_SOURCE), ("ppid", _PARENT), ("subj", _LABEL_SOURCE), ("unit", _SCOPE_PATH))
 
+#: A plan split by the index each field is looked up in: (pid fields, label fields, path fields,
+#: other fields), so that the per-record loop does no dispatch.  ``None``: nothing to look at.
+_SplitPlan = tuple[
+    tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]
+]
+
+
+def _split_plan(plan: tuple[tuple[str, int], ...]) -> _SplitPlan | None:
+    groups: tuple[list[tuple[str, int]], ...] = ([], [], [], [])
+    for key, kind in plan:
+        if kind in (_PID_SOURCE, _PID_TARGET, _PARENT):
+            groups[0].append((key, kind))
+        elif kind in (_LABEL_SOURCE, _LABEL_TARGET):
+            groups[1].append((key, kind))
+        elif kind in (_PATH, _SCOPE_PATH):
+            groups[2].append((key, kind))
+        else:
+            groups[3].append((key, kind))
+    return (tuple(groups[0]), tuple(groups[1]), tuple(groups[2]), tuple(groups[3])) if plan else None
+
+
+_SPLIT_PLANS: Final[Mapping[int, _SplitPlan | None]] = {type_id: _split_plan(plan) for type_id, plan in _PLANS.items()}
+_DEFAULT_SPLIT_PLAN: Final = _split_plan(_DEFAULT_PLAN)
+#: Marks a context not seen yet in :data:`_LEVELS` (``None`` is a cached answer).
+_NO_LEVEL: Final = "\0"
+
 
 class _Host:
     """The guests of one host (one ``node=`` name) and the indexes that find them."""
@@ -474,34 +500,46 @@ class GuestRegistry:
 
     def _attribute(self, host: _Host, records: list[Record]) -> list[Attribution]:
         found: list[tuple[int, Guest, str]] | None = None
+        by_pid, by_level = host.by_pid, host.by_level
+        paths_known = bool(host.by_image or host.by_scope or host.by_device)
         for record in records:
-            plan = _PLANS.get(record.type_id, _DEFAULT_PLAN)
-            if not plan:
+            plan = _SPLIT_PLANS.get(record.type_id, _DEFAULT_SPLIT_PLAN)
+            if plan is None:
                 continue
             fields = record.fields
-            for key, kind in plan:
+            pids, labels, paths, others = plan
+            for key, kind in pids:
+                raw = fields.get(key)
+                if raw is not None and (guest := by_pid.get(raw)) is not None:
+                    found = _add(found, kind, guest)
+            for key, kind in labels:
                 raw = fields.get(key)
                 if raw is None:
                     continue
-                if kind in (_PID_SOURCE, _PID_TARGET, _PARENT):
-                    guest = host.by_pid.get(raw)
-                    if guest is not None:
-                        found = _add(found, kind, guest)
-                elif kind in (_LABEL_SOURCE, _LABEL_TARGET):
-                    guest = _label_guest(host, raw)
-                    if guest is not None:
-                        found = _add(found, kind, guest)
-                elif kind in (_PATH, _SCOPE_PATH):
-                    if host.by_image or host.by_scope or host.by_device:
+                if by_level:
+                    level = _selinux_level(raw)
+                    guest = by_level.get(level) if level is not None else _profile_guest(host, raw)
+                else:
+                    guest = _profile_guest(host, raw)
+                if guest is not None:
+                    found = _add(found, kind, guest)
+            if paths_known:
+                for key, kind in paths:
+                    raw = fields.get(key)
+                    if raw is not None:
                         found = _path_guests(host, raw, kind, found)
-                elif kind == _TAP:
+            for key, kind in others:
+                raw = fields.get(key)
+                if raw is None:
+                    continue
+                if kind == _TAP:
                     guest = _tap_guest(host, raw, record, records)
-                    if guest is not None:
-                        found = _add(found, kind, guest)
                 elif host.by_mac:
                     guest = host.by_mac.get(values.unquote(raw).lower())
-                    if guest is not None:
-                        found = _add(found, kind, guest)
+                else:
+                    continue
+                if guest is not None:
+                    found = _add(found, kind, guest)
         return _answer(found) if found else []
 
     def _attribute_unknown(self, records: list[Record]) -> list[Attribution]:
@@ -967,10 +1005,29 @@ def _label_guest(host: _Host, raw: str) -> Guest | None:
     """The guest a security label belongs to: SELinux MCS level of an active guest, or AppArmor
     profile ``libvirt-UUID``."""
     if host.by_level:
-        parts = raw.split(":", _SELINUX_PARTS_BEFORE_LEVEL)
-        if len(parts) > _SELINUX_PARTS_BEFORE_LEVEL:
-            return host.by_level.get(parts[_SELINUX_PARTS_BEFORE_LEVEL])
+        level = _selinux_level(raw)
+        if level is not None:
+            return host.by_level.get(level)
     return _profile_guest(host, raw)
+
+
+#: SELinux context -> its level (``None``: not a context with a level).  Bounded: a host has few
+#: distinct contexts; the cache starts over when a stream of odd values fills it.
+_LEVELS: dict[str, str | None] = {}
+_MAX_LEVELS: Final = 4096
+
+
+def _selinux_level(raw: str) -> str | None:
+    """The MCS/MLS level of a SELinux context as written (``user:role:type:LEVEL``)."""
+    level = _LEVELS.get(raw, _NO_LEVEL)
+    if level is not _NO_LEVEL:
+        return level
+    parts = raw.split(":", _SELINUX_PARTS_BEFORE_LEVEL)
+    level = parts[_SELINUX_PARTS_BEFORE_LEVEL] if len(parts) > _SELINUX_PARTS_BEFORE_LEVEL else None
+    if len(_LEVELS) >= _MAX_LEVELS:
+        _LEVELS.clear()
+    _LEVELS[raw] = level
+    return level
 
 
 def _profile_guest(host: _Host | None, raw: str) -> Guest | None:
@@ -994,8 +1051,14 @@ def _path_guests(
     host: _Host, raw: str, kind: int, found: list[tuple[int, Guest, str]] | None
 ) -> list[tuple[int, Guest, str]] | None:
     """Guests owning the image at ``raw`` or whose cgroup scope contains it."""
-    path = values.decode_value(raw) if raw[:1] != "/" else raw
-    if not path.startswith("/"):
+    first = raw[:1]
+    if first == "/":
+        path = raw
+    elif first == '"' and raw[-1] == '"' and raw.find('"', 1) == len(raw) - 1:
+        path = raw[1:-1]  # what decode_value gives, without the call
+    else:
+        path = values.decode_value(raw)
+    if path[:1] != "/":
         if kind != _SCOPE_PATH:
             return found
         path = "/" + path  # unit= names a scope without a directory
