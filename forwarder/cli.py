@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sessions",
         add_help=False,
         help="guest sessions from hypervisor logs, a drop-in auvirt 3.0.9 (its options; --help), "
-        "plus --format json and --host-down",
+        "plus --format json, --host-down and --index URL (sessions of many hypervisors from the index)",
     )
     return parser
 

@@ -177,7 +177,7 @@ FIELDS: Final[dict[str, Field]] = {
     "libvirt.domain.name": Field("keyword", "Name of the guest(s) the event concerns (decoded vm=)."),
     "libvirt.domain.type": Field("keyword", "Domain type of a libvirt record (virt=: kvm, qemu, lxc ...)."),
     "libvirt.attribution.method": Field(
-        "keyword", "How the event was tied to the guest: uuid, pid, parent, label, image, cgroup, mac, tap."
+        "keyword", "How the event was tied to the guest: uuid, pid, parent, label, image, device, cgroup, mac, tap."
     ),
     "libvirt.attribution.side": Field(
         "keyword", "source: the acting process is the guest's; target: the object acted upon is."
