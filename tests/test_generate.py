@@ -634,3 +634,32 @@ def test_committed_example_is_current() -> None:
     example = ROOT / "examples" / "hypervisor-audit.log"
     expected = b"".join(generate_lines(GeneratorOptions(seed=1, records=2000)))
     assert example.read_bytes() == expected
+
+
+@pytest.mark.parametrize("security", ["selinux", "apparmor"])
+def test_no_qemu_denial_outside_its_guests_run(security: str) -> None:
+    """A qemu process is denied something only while its guest runs: between the start record
+    that names its ``vm-pid`` and the guest's stop (a denial written seconds after a stop would
+    be a record no real host writes)."""
+    running: dict[str, str] = {}  # qemu pid -> guest uuid, while the guest runs
+    stopped_pids: set[str] = set()
+    denials = 0
+    for line in generate_lines(GeneratorOptions(seed=5, records=40_000, security=security)):
+        record = parse_line(line.rstrip(b"\n"))
+        assert not isinstance(record, Malformed)
+        fields = record.fields
+        if record.type == "VIRT_CONTROL" and fields.get("res", "").strip("'") == "success":
+            pid, uuid = fields.get("vm-pid", "-1"), fields.get("uuid", "")
+            if fields.get("op") == "start" and pid not in ("-1", "0"):
+                running[pid] = uuid
+                stopped_pids.discard(pid)
+            elif fields.get("op") == "stop":
+                for qemu, owner in list(running.items()):
+                    if owner == uuid:
+                        del running[qemu]
+                        stopped_pids.add(qemu)
+        elif record.type == "AVC" and fields.get("pid") in stopped_pids:
+            raise AssertionError(f"denial of qemu {fields['pid']} after its guest stopped: {record.text}")
+        elif record.type == "AVC" and fields.get("pid") in running:
+            denials += 1
+    assert denials > 0, "no qemu denial at all: the test would prove nothing"

@@ -585,7 +585,9 @@ class Scenario:
         if running and security in ("selinux", "apparmor") and rng.random() < 0.6:
             guest = rng.choice(running)
             others = [g for g in self.guests if g is not guest]
-            return libvirt.denial_steps(self.daemon, host, guest, others), None
+            # The denial comes seconds later: the guest may not stop before it.
+            self.busy.add(guest.uuid)
+            return libvirt.denial_steps(self.daemon, host, guest, others), self._releaser(guest.uuid)
         if security == "selinux":
             task = self._service_actor("logrotate", "/usr/sbin/logrotate", "logrotate")
             events = kernel.selinux_avc_event(
