@@ -184,6 +184,8 @@ def parse_files(
     options = settings.normalize
     write = output.write
     dumps = orjson.dumps
+    # One call per document: orjson adds the line end itself.
+    ndjson_line = orjson.OPT_APPEND_NEWLINE
 
     registry = GuestRegistry() if settings.guests else None
 
@@ -193,8 +195,7 @@ def parse_files(
                 document = normalize(event, options)
                 if registry is not None:
                     enrich(document, event, registry)
-                write(dumps(document))
-                write(b"\n")
+                write(dumps(document, option=ndjson_line))
         except OSError as exc:
             raise OutputError(str(exc)) from exc
 

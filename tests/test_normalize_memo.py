@@ -88,3 +88,48 @@ def test_empty_quoted_title_is_kept() -> None:
     for _ in range(2):  # computed, then remembered
         assert normalize(_exec_event(6, title='""'), options)["process"]["title"] == ""
         assert "title" not in normalize(_exec_event(7, title="00"), options)["process"]
+
+
+def _long_exec_event(serial: int, variant: int, count: int = 600) -> Event:
+    args = " ".join(f'a{i}="arg{variant}-{i}"' for i in range(count))
+    return _event(
+        serial,
+        (
+            "SYSCALL",
+            "arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 items=1 ppid=1 "
+            f"pid={serial} auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 "
+            'sgid=1000 fsgid=1000 tty=pts0 ses=3 comm="make" exe="/usr/bin/make" key="exec"',
+        ),
+        ("EXECVE", f"argc={count} {args}"),
+        ("PROCTITLE", "proctitle=6D616B65"),
+    )
+
+
+def test_long_argument_lists_are_remembered_and_memory_stays_bounded() -> None:
+    from forwarder.ecs import normalize as normalize_module
+
+    options = NormalizeOptions(host_name="hv1")
+    first = normalize(_long_exec_event(10, 0), options)
+    again = normalize(_long_exec_event(11, 0), options)
+    assert first["process"]["args"] == again["process"]["args"] == [f"arg0-{i}" for i in range(600)]
+    assert first["process"]["command_line"] == " ".join(f"arg0-{i}" for i in range(600))
+    assert first["process"]["args"] is not again["process"]["args"]
+    # Many distinct long lists: the memo by identity keeps a bounded number of fields.
+    for variant in range(1, 60):
+        doc = normalize(_long_exec_event(100 + variant, variant), options)
+        assert doc["process"]["args"][-1] == f"arg{variant}-599"
+    memo = normalize_module._EXECVE_BY_IDENTITY
+    assert memo._fields <= normalize_module._IDENTITY_MEMO_MAX_FIELDS
+    assert sum(entry[2] for entry in memo._entries.values()) == memo._fields
+    assert len(memo._entries) <= normalize_module._MEMO_MAX_ENTRIES
+
+
+def test_a_record_equal_to_a_remembered_one_but_not_the_same_object_gives_the_same_answer() -> None:
+    options = NormalizeOptions(host_name="hv1")
+    event = _exec_event(20)
+    expected = _dump(normalize(event, options))
+    twin = _exec_event(20)
+    for record in twin.records:  # equal content, other dict objects
+        record.fields = dict(record.fields)
+        record.enriched = dict(record.enriched)
+    assert _dump(normalize(twin, options)) == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import islice
 from typing import Final
 
 from forwarder.audit.values import decode_hex, decode_text, decode_value, unquote
@@ -53,6 +54,49 @@ def _arg_key(key: str) -> tuple[int, int] | None:
     return parsed
 
 
+#: A whole argument written as ``"text"``: its text is what is between the quotes.
+_PLAIN_QUOTED: Final = re.compile(r'"[^"]*"').fullmatch
+
+#: ``a0``, ``a1``, ...: the names of whole arguments by index, grown as longer lists are met
+#: (never beyond the number of fields of a record read).
+_ARGUMENT_NAMES: Final[list[str]] = []
+
+
+def _argument_names(count: int) -> list[str]:
+    """``["a0", ..., "a{count-1}"]``."""
+    names = _ARGUMENT_NAMES
+    while len(names) < count:
+        names.append(f"a{len(names)}")
+    return names[:count]
+
+
+def _whole_arguments(fields: dict[str, str]) -> list[str] | None:
+    """The arguments of the common EXECVE record: exactly ``argc=N a0 .. a{N-1}``, in order, each
+    argument whole.  ``None`` for any other record (:func:`execve_args` then reads it field by
+    field, with its warnings)."""
+    argc = fields.get("argc")
+    if argc is None or not argc.isascii() or not argc.isdigit():
+        return None
+    count = int(argc)
+    if len(fields) != count + 1:
+        return None
+    names = list(fields)
+    if names[0] != "argc" or names[1:] != _argument_names(count):
+        return None
+    raws = list(islice(fields.values(), 1, None))
+    if all(map(_PLAIN_QUOTED, raws)):  # every argument "text": their texts, without a loop here
+        return [raw[1:-1] for raw in raws]
+    args: list[str] = []
+    append = args.append
+    for raw in raws:
+        if raw[:1] == '"':  # the common case of _decode_arg, inlined
+            end = raw.find('"', 1)
+            append(raw[1:end] if end > 0 else raw[1:])
+        else:
+            append(_decode_arg(raw))
+    return args
+
+
 def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
     """Decode the arguments of an EXECVE record (or of several merged, see below).
 
@@ -68,6 +112,9 @@ def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
         the list, named as index ranges), missing fragments, a joined length that matches
         ``aI_len`` neither in bytes nor in hex digits, and arguments beyond ``argc`` (ignored).
     """
+    common = _whole_arguments(fields)
+    if common is not None:
+        return common, []
     whole: dict[int, str] = {}
     lengths: dict[int, str] = {}
     fragments: dict[int, dict[int, str]] = {}

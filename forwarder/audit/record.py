@@ -14,6 +14,7 @@ whether a value was quoted.  :mod:`forwarder.audit.values` interprets them.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -46,6 +47,76 @@ _SELINUX_AVC = re.compile(r"avc:\s+(\w+)\s+\{\s*([^}]*?)\s*\}\s+for\s+")
 # RHEL 6 LOGIN: `old auid=700 new auid=700 old ses=1 new ses=2`.
 _OLD_NEW = re.compile(r"\b(old|new) (auid|ses)=")
 
+#: Record type number of SYSCALL, whose body is parsed in two parts (see :func:`_parse_syscall`).
+_SYSCALL_TYPE: Final = 1300
+
+#: Where the task part of a SYSCALL body starts: the kernel writes the per-call values first
+#: (``arch syscall success exit a0..a3 items ppid pid``), then the task's identity from ``auid=``
+#: on (ids, tty, ses, comm, exe, subj, key), which repeats for every call of a process.
+_SYSCALL_TASK_PART: Final = " auid="
+
+#: The per-call part of a SYSCALL body as the kernel writes it (``audit_log_exit``); a body in
+#: another layout is split into fields by :data:`_FIELD` instead.
+_SYSCALL_CALL_KEYS: Final = ("arch", "syscall", "success", "exit", "a0", "a1", "a2", "a3", "items", "ppid", "pid")
+_SYSCALL_CALL_PART: Final = re.compile(" ".join(f"{key}=([^ ]*)" for key in _SYSCALL_CALL_KEYS))
+
+#: A parsed body: ``(fields, enriched, message, duplicates)``.
+_Body = tuple[dict[str, str], dict[str, str], str | None, list[tuple[str, str]] | None]
+
+
+class _BodyMemo:
+    """Parsed bodies by ``(type id, text after the header)``, bounded in entries and characters.
+
+    The same bodies recur all the time (the same binaries, directories and command lines), so
+    records with equal bodies share their parsed ``fields``/``enriched`` dicts and
+    ``duplicates`` list, which is why those are read-only.  When full, the oldest entries go.
+    """
+
+    __slots__ = ("_chars", "_entries", "_lock", "_max_chars", "_max_entries")
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self._entries: dict[tuple[int, str], _Body] = {}
+        self._chars = 0
+        self._max_entries = max_entries
+        self._max_chars = max_chars
+        # Lines may be parsed in several threads at once: changes to the memo (on a miss only)
+        # take turns, so that its bound holds and no thread sees it change while evicting.
+        self._lock = threading.Lock()
+
+    def parse(self, type_id: int, rest: str) -> _Body:
+        """:func:`_parse_body` of ``rest``, remembered (the result is shared)."""
+        key = (type_id, rest)
+        body = self._entries.get(key)
+        if body is None:
+            body = _parse_body(type_id, rest)
+            with self._lock:
+                entries = self._entries
+                if key not in entries:
+                    self._chars += len(rest)
+                    while entries and (len(entries) >= self._max_entries or self._chars > self._max_chars):
+                        oldest = next(iter(entries))
+                        del entries[oldest]
+                        self._chars -= len(oldest[1])
+                    entries[key] = body
+        return body
+
+
+#: Bodies up to this length go to the memo of short bodies (PATH, CWD, PROCTITLE, most EXECVE
+#: records, SYSCALL task parts), longer ones to the memo of long bodies (argument lists of guest
+#: starts and build jobs), so that a run of distinct long bodies never pushes out the short ones.
+_SHORT_BODY_MAX_CHARS: Final = 1024
+
+#: Bodies longer than this are never remembered: one alone would take a large part of the memo.
+_LONG_BODY_MAX_CHARS: Final = 64 << 10
+
+#: The parser's memos (module state: they only ever hold what parsing would give again).  Two
+#: thousand short bodies cover a host's routine; the long ones are limited by their characters
+#: (512 Ki characters, with their parsed copies a few MiB: a long body is mostly many short
+#: fields, each a string object of its own).  Both are full after some ten thousand records, so
+#: memory does not grow with the input.
+_SHORT_BODIES: Final = _BodyMemo(max_entries=2048, max_chars=2048 * _SHORT_BODY_MAX_CHARS)
+_LONG_BODIES: Final = _BodyMemo(max_entries=128, max_chars=512 << 10)
+
 
 @dataclass(slots=True)
 class Record:
@@ -58,7 +129,8 @@ class Record:
         sec, msec, serial: the ``msg=audit(SEC.MSEC:SERIAL)`` header.
         fields: raw fields in log order, values as written (quotes kept).  For user-space
             messages the fields inside ``msg='...'`` follow the outer ones.  A key seen twice
-            keeps its first value here; later values go to ``duplicates``.
+            keeps its first value here; later values go to ``duplicates``.  Read-only: records
+            with the same body may share one dict (as ``enriched`` and ``duplicates``).
         enriched: ENRICHED interpretations (upper-case keys, quotes stripped).
         text: the line as read, without the line end.
         message: for user-space records the text inside ``msg='...'``, else ``None``.
@@ -172,14 +244,111 @@ def _parse(line: bytes | str) -> Record | Malformed:
     type_id = RECORD_TYPE_NUMBERS.get(type_name)
     if type_id is None:
         type_id = _unknown_type_number(type_name)
-    raw, sep, enriched_text = text.partition(ENRICHED_SEPARATOR)
-    body = raw[m.end() :]
+    rest = text[m.end() :]
+    if type_id == _SYSCALL_TYPE:
+        fields, enriched, message, duplicates = _parse_syscall(rest)
+    elif _is_kernel_type(type_id):
+        fields, enriched, message, duplicates = _remembered_body(type_id, rest)
+    else:
+        fields, enriched, message, duplicates = _parse_user_message(type_id, rest)
+    return Record(
+        node,
+        type_name,
+        type_id,
+        int(sec),
+        int(msec),
+        int(serial),
+        fields,
+        enriched,
+        text,
+        message,
+        duplicates,
+        warnings,
+    )
+
+
+def _remembered_body(type_id: int, rest: str) -> _Body:
+    """:func:`_parse_body` through the memo that fits the body's length."""
+    length = len(rest)
+    if length <= _SHORT_BODY_MAX_CHARS:
+        return _SHORT_BODIES.parse(type_id, rest)
+    if length <= _LONG_BODY_MAX_CHARS:
+        return _LONG_BODIES.parse(type_id, rest)
+    return _parse_body(type_id, rest)
+
+
+def _is_kernel_type(type_id: int) -> bool:
+    """Kernel record types (1300-2099) never wrap their text in ``msg='...'``; the others may."""
+    return 1300 <= type_id < 2100
+
+
+def _parse_user_message(type_id: int, rest: str) -> _Body:
+    """A user-space message: the outer fields (``pid``, ids, ``ses``, ``subj``, different for
+    every process) parsed each time, the ``msg='...'`` part remembered.
+
+    Gives exactly what :func:`_parse_body` gives; the split is only taken when it cannot change
+    the result (no quote or ENRICHED part in the outer fields, no key met twice, no AppArmor
+    subject to mend), otherwise the whole body is parsed at once.
+    """
+    msg_at = rest.find("msg='")
+    if msg_at <= 0:
+        return _remembered_body(type_id, rest)
+    outer = rest[:msg_at]
+    if ENRICHED_SEPARATOR in outer or "'" in outer or '"' in outer:
+        return _parse_body(type_id, rest)
+    fields: dict[str, str] = {}
+    if _collect(outer, type_id, fields, None) is not None:
+        return _parse_body(type_id, rest)
+    message_fields, enriched, message, message_duplicates = _remembered_body(type_id, rest[msg_at:])
+    count = len(fields)
+    fields.update(message_fields)
+    if message_duplicates is not None or len(fields) != count + len(message_fields):
+        return _parse_body(type_id, rest)
+    subject = fields.get("subj")
+    if subject is not None and ":" not in subject and " (" in rest:
+        return _parse_body(type_id, rest)
+    return fields, enriched, message, None
+
+
+def _parse_syscall(rest: str) -> _Body:
+    """A SYSCALL body: the per-call part parsed each time, the task part remembered.
+
+    Gives exactly what :func:`_parse_body` gives; the split is only taken when it cannot change
+    the result (no quote in the per-call part, no key met in both parts, no ENRICHED part in the
+    per-call part), otherwise the whole body is parsed at once.
+    """
+    cut = rest.find(_SYSCALL_TASK_PART)
+    if cut < 0:
+        return _parse_body(_SYSCALL_TYPE, rest)
+    head = rest[:cut]
+    if '"' in head or ENRICHED_SEPARATOR in head or "subj=" in head:
+        return _parse_body(_SYSCALL_TYPE, rest)
+    call = _SYSCALL_CALL_PART.fullmatch(head)
+    if call is not None:  # the kernel's layout: distinct keys, values without spaces or quotes
+        fields = dict(zip(_SYSCALL_CALL_KEYS, call.groups(), strict=True))
+        distinct = True
+    else:
+        pairs = _FIELD.findall(head)
+        fields = dict(pairs)
+        distinct = len(fields) == len(pairs)
+    task_fields, enriched, _, task_duplicates = _remembered_body(_SYSCALL_TYPE, rest[cut + 1 :])
+    count = len(fields)
+    fields.update(task_fields)
+    if not distinct or task_duplicates is not None or len(fields) != count + len(task_fields):
+        return _parse_body(_SYSCALL_TYPE, rest)
+    return fields, enriched, None, None
+
+
+def _parse_body(type_id: int, rest: str) -> _Body:
+    """The fields of a record's text after its header (fresh dicts; see :class:`_BodyMemo`)."""
+    raw, sep, enriched_text = rest.partition(ENRICHED_SEPARATOR)
+    body = raw
 
     fields: dict[str, str] = {}
     duplicates: list[tuple[str, str]] | None = None
     message: str | None = None
     # Only user-space messages (outside the kernel's 1300-2099 range) wrap their text in msg='...'.
-    msg_at = body.find("msg='") if not 1300 <= type_id < 2100 else -1
+    msg_at = body.find("msg='") if not _is_kernel_type(type_id) else -1
     if msg_at >= 0:
         close = body.rfind("'")
         if close > msg_at + 4:
@@ -207,20 +376,7 @@ def _parse(line: bytes | str) -> Record | Malformed:
             if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
                 value = value[1:-1]
             enriched.setdefault(key, value)
-    return Record(
-        node,
-        type_name,
-        type_id,
-        int(sec),
-        int(msec),
-        int(serial),
-        fields,
-        enriched,
-        text,
-        message,
-        duplicates,
-        warnings,
-    )
+    return fields, enriched, message, duplicates
 
 
 def _why_not_a_record(text: str) -> str:

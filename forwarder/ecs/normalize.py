@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from forwarder.audit import values
 from forwarder.audit.execve import execve_args_from_records
@@ -40,6 +42,8 @@ from forwarder.ecs.normalizations import (
     SYSCALLS,
     Normalization,
 )
+
+_T = TypeVar("_T")
 
 #: The data stream the Elastic ``auditd_manager`` integration writes; three prebuilt rules name it.
 DEFAULT_DATASET: Final = "auditd_manager.auditd"
@@ -73,6 +77,9 @@ _RESULTS: Final = {
 }
 _OUTCOMES: Final = {"success": "success", "fail": "failure"}
 
+#: Raw values meaning "no value" (:func:`values.is_unset`, as a set for inlined checks).
+_UNSET_VALUES: Final = values.UNSET_VALUES
+
 #: Values meaning "no user" in a summary or a mapping.
 _UNSET_TEXT: Final = "unset"
 _UNSET_IDS: Final = frozenset({"4294967295", "-1", _UNSET_TEXT, ""})
@@ -93,16 +100,69 @@ _ECS_FILE_TYPES: Final = {"directory": "dir"}
 #: go-libaudit does); ``(none)`` (no terminal) is information and is kept.
 _NO_VALUE: Final = frozenset({"", "?", "(null)", '"?"', '""', '"(null)"', "'?'"})
 
-#: Entries kept by each memo of repeated records before it starts over: a thousand distinct
-#: binaries, images and command lines cover a hypervisor's routine; beyond that the memo is cleared.
-_MEMO_MAX_ENTRIES: Final = 1024
+#: Entries kept by each memo of repeated records before it starts over: a few hundred distinct
+#: binaries, images and command lines cover a hypervisor's routine (what comes back is soon
+#: remembered again).  Small, so that the memos are full early and memory does not grow with
+#: the input.
+_MEMO_MAX_ENTRIES: Final = 256
 
-#: EXECVE records longer than this (characters of their values) are not remembered: long command
-#: lines rarely repeat, and keeping them would make memory grow with what the host runs.
+#: EXECVE records longer than this (characters of their values) are not remembered by content:
+#: building and keeping such keys costs more than it saves; a long list that repeats is still
+#: recognized by the identity of its parsed fields (:data:`_EXECVE_BY_IDENTITY`).
 _EXECVE_MEMO_MAX_CHARS: Final = 2048
 
 #: PATH name types that are not the object itself (libauparse and go-libaudit skip them).
 _NOT_OBJECT_NAMETYPES: Final = frozenset({"PARENT", "UNKNOWN"})
+
+#: Raw fields (counted over all entries) kept alive by an :class:`_IdentityMemo` at most: long
+#: argument lists (a guest's QEMU command line, hundreds of fields) repeat too, yet memory must
+#: stay bounded.
+_IDENTITY_MEMO_MAX_FIELDS: Final = 1 << 14
+
+
+class _IdentityMemo(Generic[_T]):
+    """Results by the identity of the parsed dicts they were computed from.
+
+    The parser hands out one shared ``fields`` dict for equal record bodies (see
+    :class:`forwarder.audit.record.Record`), so a repeated record is recognized by identity,
+    without reading its content.  Each entry keeps its sources alive (an id cannot be reused
+    while it is stored) and checks them with ``is``; the memo starts over when it holds
+    :data:`_MEMO_MAX_ENTRIES` entries or :data:`_IDENTITY_MEMO_MAX_FIELDS` fields: then the
+    oldest entries go.
+    """
+
+    __slots__ = ("_entries", "_fields", "_lock")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[tuple[object, ...], _T, int]] = {}
+        self._fields = 0
+        # Changes take turns when documents are made in several threads at once.
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], sources: tuple[object, ...]) -> _T | None:
+        """The result stored under ``key`` for exactly these ``sources`` (``key`` holds their ids)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        kept, result, _ = entry
+        for kept_source, source in zip(kept, sources, strict=True):
+            if kept_source is not source:
+                return None
+        return result
+
+    def put(self, key: tuple[Any, ...], sources: tuple[object, ...], result: _T, fields: int) -> None:
+        """Remember ``result`` for ``sources`` (``fields``: how many raw fields they hold)."""
+        if fields > _IDENTITY_MEMO_MAX_FIELDS:
+            return
+        with self._lock:
+            entries = self._entries
+            replaced = entries.pop(key, None)
+            if replaced is not None:
+                self._fields -= replaced[2]
+            while entries and (len(entries) >= _MEMO_MAX_ENTRIES or self._fields + fields > _IDENTITY_MEMO_MAX_FIELDS):
+                self._fields -= entries.pop(next(iter(entries)))[2]
+            entries[key] = (sources, result, fields)
+            self._fields += fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +189,8 @@ class NormalizeOptions:
     #: Interpretations of PATH records already met (they depend on ``users``/``groups``, hence
     #: kept per options); see :func:`_apply_paths`.
     path_memo: dict[tuple[Any, ...], _PathsResult] = field(init=False, repr=False, compare=False)
+    #: The same by the identity of the PATH records' parsed dicts (see :class:`_IdentityMemo`).
+    path_memo_by_identity: _IdentityMemo[_PathsResult] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Keys may come as ints from a passwd parser; lookups use the decimal text of the log.
@@ -138,6 +200,7 @@ class NormalizeOptions:
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "user_ids", {name: uid for uid, name in users.items()})
         object.__setattr__(self, "path_memo", {})
+        object.__setattr__(self, "path_memo_by_identity", _IdentityMemo())
 
 
 def document_id(host: str, event: Event) -> str:
@@ -170,7 +233,7 @@ _URL_SAFE_BASE64: Final = bytes.maketrans(b"+/", b"-_")
 
 
 #: Labels repeat on every event of a process; the cache returns shared dicts, so callers copy.
-_selinux_context: Final = lru_cache(maxsize=1024)(values.selinux_context)
+_selinux_context: Final = lru_cache(maxsize=_MEMO_MAX_ENTRIES)(values.selinux_context)
 
 
 @lru_cache(maxsize=4096)
@@ -178,9 +241,15 @@ def _second_text(sec: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
+#: ``.000Z`` ... ``.999Z``: the end of a timestamp for each millisecond of a header.
+_MILLISECOND_TEXTS: Final = tuple(f".{msec:03d}Z" for msec in range(1000))
+
+
 def timestamp(sec: int, msec: int) -> str:
     """``@timestamp`` of an audit header: UTC ISO 8601 with milliseconds (``...T20:17:14.891Z``)."""
     try:
+        if 0 <= msec < 1000:
+            return _second_text(sec) + _MILLISECOND_TEXTS[msec]
         return f"{_second_text(sec)}.{msec:03d}Z"
     except (OverflowError, OSError, ValueError):  # a year beyond what the platform formats
         return "1970-01-01T00:00:00.000Z"
@@ -318,22 +387,22 @@ def _take_id(state: _State, key: str, raw: str) -> None:
 
 
 def _take_pid(state: _State, key: str, raw: str) -> None:
-    if not values.is_unset(raw):
-        state.doc.setdefault("process", {})["pid"] = int(values.unquote(raw))
+    if raw not in _UNSET_VALUES:
+        state.doc.setdefault("process", {})["pid"] = int(raw if raw[0] != '"' else values.unquote(raw))
 
 
 def _take_ppid(state: _State, key: str, raw: str) -> None:
-    if not values.is_unset(raw):
-        state.doc.setdefault("process", {})["parent"] = {"pid": int(values.unquote(raw))}
+    if raw not in _UNSET_VALUES:
+        state.doc.setdefault("process", {})["parent"] = {"pid": int(raw if raw[0] != '"' else values.unquote(raw))}
 
 
 def _take_comm(state: _State, key: str, raw: str) -> None:
-    if not values.is_unset(raw):
+    if raw not in _UNSET_VALUES:
         state.doc.setdefault("process", {})["name"] = values.decode_value(raw)
 
 
 def _take_exe(state: _State, key: str, raw: str) -> None:
-    if not values.is_unset(raw):
+    if raw not in _UNSET_VALUES:
         state.doc.setdefault("process", {})["executable"] = values.decode_value(raw)
 
 
@@ -361,10 +430,19 @@ def _take_subject(state: _State, key: str, raw: str) -> None:
             user["selinux"] = dict(context)
 
 
+#: key= value -> its rule keys; the same few keys are on most records.
+_TAGS_MEMO: Final[dict[str, tuple[str, ...]]] = {}
+
+
 def _take_key(state: _State, key: str, raw: str) -> None:
-    tags = values.split_keys(raw)
+    tags = _TAGS_MEMO.get(raw)
+    if tags is None:
+        tags = tuple(values.split_keys(raw))
+        if len(_TAGS_MEMO) >= _MEMO_MAX_ENTRIES:
+            _TAGS_MEMO.clear()
+        _TAGS_MEMO[raw] = tags
     if tags:
-        state.doc["tags"] = tags
+        state.doc["tags"] = list(tags)
 
 
 def _take_result(state: _State, key: str, raw: str) -> None:
@@ -447,8 +525,7 @@ _TAKERS: Final[dict[str, Callable[[_State, str, str], None]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldPlan:
+class _FieldPlan(NamedTuple):
     """What to do with a raw field of a given name, worked out once per name.
 
     Attributes:
@@ -457,6 +534,8 @@ class _FieldPlan:
         encoded: whether its value may be hex-encoded (:data:`values.ENCODED_FIELDS`).
         is_id: a uid/gid taker (:func:`_take_id`), whose common case is inlined.
         summary_id: the summary reports an unset value as ``unset`` (``*uid``, ``*auid``, ``*ses``).
+
+    A named tuple: the hot loop of :func:`_interpret_fields` unpacks it in one step.
     """
 
     taker: Callable[[_State, str, str], None] | None
@@ -507,7 +586,13 @@ def _entities(state: _State) -> dict[str, dict[str, str]]:
     options = state.options
     users = options.users
     groups = options.groups
-    found: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, str]]
+    if not enriched and not users and not groups:  # no name to find: ids alone
+        found = {key: {"id": number} for key, number in state.ids.items()}
+        for key, text in state.id_names.items():
+            found[key] = {"name": text}
+        return found
+    found = {}
     for key, number in state.ids.items():
         enriched_key, is_group = _ID_FIELDS[key]
         name = enriched.get(enriched_key) if enriched else None
@@ -735,23 +820,25 @@ def _interpret_fields(state: _State) -> None:
     if arch is not None:
         _run_taker(state, _take_arch, "arch", arch)
     for key, value in raw.items():
-        plan = plans.get(key) or _field_plan(key)
-        taker = plan.taker
+        plan = plans.get(key)
+        if plan is None:
+            plan = _field_plan(key)
+        taker, data_key, encoded, is_id, _ = plan
         if taker is None:
             if value not in no_value:
-                if plan.encoded:
+                if encoded:
                     value = decode_value(value)
                 elif value[0] == '"':
                     value = value[1:-1] if len(value) > 1 and value[-1] == '"' else value[1:]
-                data[plan.data_key] = value
-        elif plan.is_id and value.isdigit() and len(value) < _UNSET_ID_DIGITS and (value[0] != "0" or value == "0"):
+                data[data_key] = value
+        elif is_id and value.isdigit() and len(value) < _UNSET_ID_DIGITS and (value[0] != "0" or value == "0"):
             ids[key] = value  # the common case of _take_id (_is_canonical_id), inlined
         elif taker is not _take_arch:
             try:
                 taker(state, key, value)
             except Exception as exc:
                 state.warnings.append(f"{key}: cannot interpret {value!r} ({exc})")
-                data[plan.data_key] = value
+                data[data_key] = value
     if state.cwd is not None:
         _run_taker(state, _take_cwd, "cwd", state.cwd)
     if state.proctitle is not None:
@@ -878,25 +965,34 @@ def _apply_records(state: _State, norm: Normalization) -> None:
 
 #: EXECVE records' fields -> (arguments, warnings, command line); the same commands run again
 #: and again, so their decoding is remembered.  Values are immutable; lists are made per document.
-_EXECVE_MEMO: Final[dict[tuple[tuple[tuple[str, str], ...], ...], tuple[tuple[str, ...], tuple[str, ...], str]]] = {}
+_ExecveResult = tuple[tuple[str, ...], tuple[str, ...], str]
+_EXECVE_MEMO: Final[dict[tuple[tuple[tuple[str, str], ...], ...], _ExecveResult]] = {}
+#: The same for a lone EXECVE record, by the identity of its (shared) fields dict: no key to build.
+_EXECVE_BY_IDENTITY: Final[_IdentityMemo[_ExecveResult]] = _IdentityMemo()
 
 
 def _apply_execve(state: _State) -> None:
-    remember = sum(sum(map(len, fields.values())) for fields in state.execve) <= _EXECVE_MEMO_MAX_CHARS
-    key = tuple(tuple(fields.items()) for fields in state.execve) if remember else ()
-    known = _EXECVE_MEMO.get(key) if remember else None
+    execve = state.execve
+    lone = execve[0] if len(execve) == 1 else None
+    known = _EXECVE_BY_IDENTITY.get((id(lone),), (lone,)) if lone is not None else None
     if known is None:
-        try:
-            args, warnings = execve_args_from_records(state.execve)
-        except Exception as exc:
-            state.warnings.append(f"EXECVE: cannot interpret ({exc})")
-            state.data["execve"] = [dict(fields) for fields in state.execve]
-            return
-        known = (tuple(args), tuple(warnings), command_line(args) if args else "")
-        if remember:
-            if len(_EXECVE_MEMO) >= _MEMO_MAX_ENTRIES:
-                _EXECVE_MEMO.clear()
-            _EXECVE_MEMO[key] = known
+        remember = sum(sum(map(len, fields.values())) for fields in execve) <= _EXECVE_MEMO_MAX_CHARS
+        key = tuple(tuple(fields.items()) for fields in execve) if remember else ()
+        known = _EXECVE_MEMO.get(key) if remember else None
+        if known is None:
+            try:
+                args, warnings = execve_args_from_records(execve)
+            except Exception as exc:
+                state.warnings.append(f"EXECVE: cannot interpret ({exc})")
+                state.data["execve"] = [dict(fields) for fields in execve]
+                return
+            known = (tuple(args), tuple(warnings), command_line(args) if args else "")
+            if remember:
+                if len(_EXECVE_MEMO) >= _MEMO_MAX_ENTRIES:
+                    _EXECVE_MEMO.clear()
+                _EXECVE_MEMO[key] = known
+        if lone is not None:
+            _EXECVE_BY_IDENTITY.put((id(lone),), (lone,), known, len(lone))
     args_known, warnings_known, line = known
     state.warnings.extend(warnings_known)
     argc = state.execve[0].get("argc")
@@ -909,11 +1005,18 @@ def _apply_execve(state: _State) -> None:
         process["command_line"] = line
 
 
+#: Whether a text holds white space: regex ``\s`` on text is exactly ``str.isspace()``, where
+#: ``str.split()`` cuts.
+_HAS_WHITE_SPACE: Final = re.compile(r"\s").search
+
+
 def command_line(args: list[str]) -> str:
     """Arguments joined by spaces; an argument with white space (or empty) is double-quoted.
 
     Inside quotes, ``"`` and ``\\`` are escaped with a backslash.
     """
+    if "" not in args and not any(map(_HAS_WHITE_SPACE, args)):
+        return " ".join(args)  # the common case: nothing to quote
     parts = []
     for arg in args:
         # str.split() cuts at exactly the characters str.isspace() accepts (regex \\s): one
@@ -966,29 +1069,42 @@ def _apply_paths(state: _State, norm: Normalization) -> None:
     """
     records = state.paths
     options = state.options
-    key = (norm.path_index, norm.object_type, tuple(_path_record_key(record) for record in records))
-    memo = options.path_memo
-    result = memo.get(key)
+    sources: tuple[object, ...] = tuple(
+        part for record in records for part in (record.fields, record.enriched, record.duplicates)
+    )
+    identity_key = (norm.path_index, norm.object_type, *map(id, sources))
+    by_identity = options.path_memo_by_identity
+    result = by_identity.get(identity_key, sources)
     if result is None:
-        result = _interpret_paths(records, norm, options)
-        if len(memo) >= _MEMO_MAX_ENTRIES:
-            memo.clear()
-        memo[key] = result
+        key = (norm.path_index, norm.object_type, tuple(_path_record_key(record) for record in records))
+        memo = options.path_memo
+        result = memo.get(key)
+        if result is None:
+            result = _interpret_paths(records, norm, options)
+            if len(memo) >= _MEMO_MAX_ENTRIES:
+                memo.clear()
+            memo[key] = result
+        by_identity.put(identity_key, sources, result, sum(len(record.fields) for record in records))
     _write_paths(state, result)
 
 
 def _write_paths(state: _State, result: _PathsResult) -> None:
     """Copy a :class:`_PathsResult` into the document, in the order the fields were always set."""
     doc = state.doc
-    doc["auditd"]["paths"] = [dict(entry) for entry in result.entries]
+    auditd = doc["auditd"]
+    auditd["paths"] = [dict(entry) for entry in result.entries]
     if result.object_primary is not None:
-        _put(doc, ("auditd", "summary", "object", "primary"), result.object_primary)
+        _put(auditd, ("summary", "object", "primary"), result.object_primary)
     if result.warning is not None:
         state.warnings.append(result.warning)
     if result.object_type is not None:
-        _put(doc, ("auditd", "summary", "object", "type"), result.object_type)
+        _put(auditd, ("summary", "object", "type"), result.object_type)
     if result.file_selinux is not None:
-        _put(doc, ("auditd", "file", "selinux"), dict(result.file_selinux))
+        file = auditd.get("file")
+        if file is None:
+            auditd["file"] = {"selinux": dict(result.file_selinux)}
+        else:
+            file["selinux"] = dict(result.file_selinux)
     if result.file is not None:
         doc["file"] = dict(result.file)
 
@@ -1276,27 +1392,41 @@ def _default_how(state: _State) -> str | None:
     return str(exe)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """Where a table mapping writes: the entity's path and the paths of its ``id`` and ``name``."""
+
+    path: tuple[str, ...]
+    id_path: tuple[str, ...]
+    name_path: tuple[str, ...]
+    is_group: bool
+
+
+def _entity(*path: str) -> _Entity:
+    return _Entity(path, (*path, "id"), (*path, "name"), path[0] == "group")
+
+
 _ENTITY_PATHS: Final = {
-    "user": ("user",),
-    "user.effective": ("user", "effective"),
-    "user.target": ("user", "target"),
-    "user.changes": ("user", "changes"),
-    "group": ("group",),
+    "user": _entity("user"),
+    "user.effective": _entity("user", "effective"),
+    "user.target": _entity("user", "target"),
+    "user.changes": _entity("user", "changes"),
+    "group": _entity("group"),
 }
 
 
-def _map_entity(state: _State, path: tuple[str, ...], found: tuple[str, str]) -> None:
+def _map_entity(state: _State, entity: _Entity, found: tuple[str, str]) -> None:
     """Set an ECS user/group entity from a table mapping (id when numeric, else name)."""
     value, source_key = found
     doc = state.doc
-    id_path = (*path, "id")
-    name_path = (*path, "name")
+    id_path = entity.id_path
+    name_path = entity.name_path
     if value in _UNSET_IDS:
         _remove(doc, id_path)
         _remove(doc, name_path)
         return
     options = state.options
-    is_group = path[0] == "group"
+    is_group = entity.is_group
     if value.isascii() and value.isdigit():
         _put(doc, id_path, value)
         enriched_key = source_key.replace("-", "_").upper() if source_key else ""
