@@ -151,7 +151,8 @@ class SetupReport:
         return lines
 
 
-def _reason(answer: Any) -> str:
+def error_reason(answer: Any) -> str:
+    """An engine's error answer in one line (``type: reason``), or the answer itself, cut short."""
     if isinstance(answer, dict):
         error = answer.get("error")
         if isinstance(error, dict):
@@ -184,7 +185,8 @@ async def engine_info(client: EngineClient) -> EngineInfo:
     else:
         status, answer = await client.request("GET", "_nodes/_local")
         if status != 200 or not isinstance(answer, dict) or not answer.get("nodes"):
-            raise RequestFailed(f"the node answered neither / nor _nodes/_local ({status} {_reason(answer)})", status)
+            reason = error_reason(answer)
+            raise RequestFailed(f"the node answered neither / nor _nodes/_local ({status} {reason})", status)
         node = next(iter(answer["nodes"].values()))
         version = str(node.get("version", ""))
         cluster = str(answer.get("cluster_name", ""))
@@ -218,7 +220,7 @@ async def missing_types(client: EngineClient) -> dict[str, str]:
         if f"[{declared}]" in text and ("No handler for type" in text or "does not exist" in text):
             missing[declared] = core
         else:
-            raise RequestFailed(f"cannot probe the field type {declared}: {status} {_reason(answer)}", status)
+            raise RequestFailed(f"cannot probe the field type {declared}: {status} {error_reason(answer)}", status)
     return missing
 
 
@@ -270,7 +272,7 @@ async def installed(client: EngineClient, path: str) -> Installed | None:
     if status == 404:
         return None
     if status != 200 or not isinstance(answer, dict):
-        raise RequestFailed(f"GET {path}: {status} {_reason(answer)}", status)
+        raise RequestFailed(f"GET {path}: {status} {error_reason(answer)}", status)
     name = path.rsplit("/", 1)[1]
     for kind, listing, key in (
         ("_component_template/", "component_templates", "component_template"),
@@ -316,7 +318,7 @@ async def install(client: EngineClient, path: str, body: Mapping[str, Any]) -> S
     target = path + (current.update_query if current is not None else "")
     status, answer = await client.request("PUT", target, with_digest(path, body, digest))
     if status not in (200, 201):
-        return Step(path, "failed", f"{status} {_reason(answer)}")
+        return Step(path, "failed", f"{status} {error_reason(answer)}")
     if current is None:
         return Step(path, "created", f"version {TEMPLATE_VERSION}")
     if current.version == TEMPLATE_VERSION:
@@ -391,7 +393,7 @@ async def _check_privileges(client: EngineClient, report: CheckReport, dataset: 
         report.bad("authentication failed (401): check output_username/output_password or output_api_key")
         return
     if status != 200 or not isinstance(answer, dict):
-        report.good(f"security disabled (the node has no authentication: {status} {_reason(answer)[:120]})")
+        report.good(f"security disabled (the node has no authentication: {status} {error_reason(answer)[:120]})")
         return
     if client.engine == "opensearch":
         user = answer.get("user_name", "?")
@@ -406,7 +408,7 @@ async def _check_privileges(client: EngineClient, report: CheckReport, dataset: 
     }
     status, answer = await client.request("POST", "_security/user/_has_privileges", request)
     if status != 200 or not isinstance(answer, dict):
-        report.bad(f"cannot query the privileges: {status} {_reason(answer)}")
+        report.bad(f"cannot query the privileges: {status} {error_reason(answer)}")
         return
     index_answer = answer.get("index", {}).get(data_stream_pattern(dataset), {})
     missing_run = [name for name in RUN_INDEX_PRIVILEGES if not index_answer.get(name)]

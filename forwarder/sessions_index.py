@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from forwarder.ecs.normalize import DEFAULT_DATASET
+from forwarder.engine_commands import error_reason
 from forwarder.mappings import data_stream_pattern
 from forwarder.sinks.bulk import EngineClient, RequestFailed
 from forwarder.sinks.credentials import EngineSettings
@@ -129,16 +130,6 @@ def search_query(event_filter: SessionFilter, host_down: bool) -> dict[str, Any]
     return query
 
 
-def _reason(answer: Any) -> str:
-    if isinstance(answer, dict):
-        error = answer.get("error")
-        if isinstance(error, dict):
-            return f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        if error is not None:
-            return str(error)
-    return str(answer)[:300]
-
-
 def _search_path(pattern: str) -> str:
     return urllib.parse.quote(pattern, safe="*,-_.+") + "/_search"
 
@@ -149,7 +140,7 @@ async def _search(client: EngineClient, pattern: str, body: dict[str, Any]) -> d
     except RequestFailed as exc:
         raise IndexFailure(f"{client.describe()}: {exc}") from None
     if status != 200 or not isinstance(answer, dict):
-        raise IndexFailure(f"{client.describe()}: search of {pattern} answered {status} {_reason(answer)}")
+        raise IndexFailure(f"{client.describe()}: search of {pattern} answered {status} {error_reason(answer)}")
     return answer
 
 
