@@ -40,7 +40,7 @@ from forwarder.ecs.normalize import DEFAULT_DATASET
 #: Version of the generated objects: the ``version`` of templates and the policies' ``_meta``.
 #: Raise it whenever the generated bodies change, so that ``auditfwd setup`` and a person
 #: looking at the installed templates can tell an old layout from the new one.
-TEMPLATE_VERSION: Final = 3
+TEMPLATE_VERSION: Final = 4
 
 #: Engines the generator knows.
 ENGINES: Final = ("elasticsearch", "opensearch")
@@ -56,6 +56,13 @@ DYNAMIC: Final = "strict"
 #: ECS's ``ignore_above`` for keyword fields: longer values are kept in ``_source`` but not
 #: indexed (Lucene terms have a hard limit of 32766 bytes).
 KEYWORD_IGNORE_ABOVE: Final = 1024
+
+#: ``ignore_above`` of ``wildcard`` fields on OpenSearch, whose wildcard type keeps each value in
+#: one doc value, refused above 32766 bytes (the whole document with it: a ``tar`` of a thousand
+#: files has a longer ``process.command_line``).  8191 characters stay under the limit in UTF-8
+#: (at most 4 bytes each); longer values stay in ``_source``.  Elasticsearch's wildcard has no
+#: such limit.
+OPENSEARCH_WILDCARD_IGNORE_ABOVE: Final = 8191
 
 #: Rollover of the write index: the sizes and ages the engines' own documentation recommends
 #: for time-series data.  No delete phase: how long audit logs are kept is the owner's decision.
@@ -139,6 +146,8 @@ def field_mapping(
         if not field.indexed:
             return {"type": "keyword", "index": False, "doc_values": False}
         return {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}
+    if declared == "wildcard" and engine == "opensearch":
+        return {"type": "wildcard", "ignore_above": OPENSEARCH_WILDCARD_IGNORE_ABOVE}
     return {"type": declared}
 
 

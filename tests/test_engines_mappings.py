@@ -199,6 +199,28 @@ def test_undeclared_field_is_rejected(loaded: dict[str, Any], documents: list[di
     assert error["type"] == "strict_dynamic_mapping_exception", error
 
 
+def test_values_past_the_term_limit_are_kept(loaded: dict[str, Any], documents: list[dict[str, Any]]) -> None:
+    """A command line of a thousand arguments (tar of many files) is longer than the 32766 bytes
+    a term or doc value may have: the document is indexed whole, found by its other fields, and
+    keeps the long values in ``_source`` (OpenSearch's wildcard refused it before its
+    ``ignore_above``)."""
+    node: Node = loaded["node"]
+    doc = next(doc for doc in documents if doc.get("process", {}).get("args"))
+    # Multi-byte characters: the limit is in UTF-8 bytes, ignore_above in characters.
+    args = ["tar", "czf", "/srv/backup.tgz", *(f"/var/log/libvirt/qemu/gäst-{n:04d}.log" for n in range(1200))]
+    command_line = " ".join(args)
+    assert len(command_line.encode()) > 40_000
+    probe = "long-command-line-probe"
+    doc = {**doc, "event": {**doc["event"], "id": probe}, "process": {**doc["process"], "args": args}}
+    doc["process"]["command_line"] = command_line
+    doc["process"]["title"] = command_line
+    answer = call(node, "POST", "_bulk?refresh=true", ndjson=[{"create": {"_index": DATA_STREAM, "_id": probe}}, doc])
+    assert not answer["errors"], answer["items"][0]
+    assert probe in _search(node, {"term": {"event.id": probe}})
+    stored = call(node, "POST", f"{DATA_STREAM}/_search", {"query": {"ids": {"values": [probe]}}})
+    assert stored["hits"]["hits"][0]["_source"]["process"]["command_line"] == command_line
+
+
 def test_lifecycle_policy_when_the_node_has_lifecycle_management(loaded: dict[str, Any]) -> None:
     """The policy is installed where the node has the API; where it lacks it, that is reported."""
     node: Node = loaded["node"]
