@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from forwarder.virt.index_sessions import HOST_COLUMN
+
 #: 2024-03-11 07:58:00 UTC: the day the hand-made logs start.
 T0 = 1_710_143_880
 
@@ -400,3 +402,21 @@ HAND_MADE_LOGS = {
     "security": security_log,
     "grouping": grouping_log,
 }
+
+
+def host_lines(text: bytes, host: str) -> bytes:
+    """One host's lines of ``sessions --index``'s text output, without the host column and the
+    migration lines (proof lines follow their entry): what ``sessions --file`` prints for that
+    host's log."""
+    kept: list[bytes] = []
+    keep = False
+    width = HOST_COLUMN[0] + 1
+    for line in text.splitlines(keepends=True):
+        if line.startswith(b"    Proof:") or line == b"\n":
+            if keep:
+                kept.append(line)
+            continue
+        keep = line[: HOST_COLUMN[0]].rstrip() == host.encode() and not line[width:].startswith(b"migr ")
+        if keep:
+            kept.append(line[width:])
+    return b"".join(kept)

@@ -31,10 +31,10 @@ from forwarder.audit.record import Malformed, parse_line
 from forwarder.ecs.normalize import NormalizeOptions
 from forwarder.generate import GeneratorOptions, generate_lines
 from forwarder.sessions_command import run
-from forwarder.virt.index_sessions import HOST_COLUMN, wanted_message_types
+from forwarder.virt.index_sessions import wanted_message_types
 from tests.engines import ENGINES, Node
 from tests.engines import request as call
-from tests.sessions_logs import LogBuilder
+from tests.sessions_logs import LogBuilder, host_lines
 from tests.test_engines_sinks import as_documents, deliver, drop_stream, engine_url, normalized, setup, sink_for
 
 pytestmark = pytest.mark.usefixtures("utc_timezone")
@@ -150,22 +150,6 @@ def sessions(args: Sequence[str]) -> bytes:
 def from_index(shipped: Shipped, stream: str, args: Sequence[str], page_size: int = PAGE_SIZE) -> bytes:
     url = engine_url(shipped.node)
     return sessions(["--index", url, "--index-pattern", stream, "--page-size", str(page_size), *args])
-
-
-def host_lines(text: bytes, host: str) -> bytes:
-    """One host's lines of the index's text output, without the host column and migration lines."""
-    kept: list[bytes] = []
-    keep = False
-    width = HOST_COLUMN[0] + 1
-    for line in text.splitlines(keepends=True):
-        if line.startswith(b"    Proof:") or line == b"\n":
-            if keep:
-                kept.append(line)
-            continue
-        keep = line[: HOST_COLUMN[0]].rstrip() == host.encode() and not line[width:].startswith(b"migr ")
-        if keep:
-            kept.append(line[width:])
-    return b"".join(kept)
 
 
 TEXT_ARGUMENTS = [

@@ -27,7 +27,6 @@ from forwarder.sessions_command import PASSWD_FILE, _passwd_names, run
 from forwarder.sessions_index import search_query
 from forwarder.virt.auvirt_format import RenderOptions
 from forwarder.virt.index_sessions import (
-    HOST_COLUMN,
     MIGRATION_WINDOW_SECONDS,
     HostSessions,
     IndexSessions,
@@ -41,7 +40,7 @@ from forwarder.virt.index_sessions import (
     wanted_message_types,
 )
 from forwarder.virt.sessions import SessionFilter
-from tests.sessions_logs import HAND_MADE_LOGS, T0, UUID_A, UUID_B, LogBuilder, _guest_start
+from tests.sessions_logs import HAND_MADE_LOGS, T0, UUID_A, UUID_B, LogBuilder, _guest_start, host_lines
 
 pytestmark = pytest.mark.usefixtures("utc_timezone")
 
@@ -93,22 +92,6 @@ def index_hosts(docs: Sequence[Mapping[str, Any]], args: Sequence[str]) -> dict[
     return sessions.finish()
 
 
-def lines_of(text: bytes, host: str) -> bytes:
-    """The lines of one host without the host column (proof lines follow their entry)."""
-    kept: list[bytes] = []
-    keep = False
-    width = HOST_COLUMN[0] + 1
-    for line in text.splitlines(keepends=True):
-        if line.startswith(b"    Proof:") or line == b"\n":
-            if keep:
-                kept.append(line)
-            continue
-        keep = line[: HOST_COLUMN[0]].rstrip() == host.encode() and b"\tmigr " not in line[: width + 6]
-        if keep:
-            kept.append(line[width:])
-    return b"".join(kept)
-
-
 # ------------------------------------------------------------------ documents -> the log's sessions
 
 GENERATED = [
@@ -137,7 +120,7 @@ def test_documents_give_the_sessions_of_the_log(options: GeneratorOptions, origi
         text = render_index_entries(hosts, join_migrations(hosts), render, time.localtime)
         expected = file_output(log, tmp_path, args)
         assert expected.count(b"\n") > 5
-        assert lines_of(text, host) == expected, args
+        assert host_lines(text, host) == expected, args
 
 
 #: Hand-made logs whose sessions depend on the file's order, which an index (time order, one host
@@ -157,7 +140,7 @@ def test_hand_made_logs_with_their_original_records(name: str, tmp_path: Path) -
         )
         text = render_index_entries(hosts, [], render, time.localtime)
         (host,) = hosts  # node= names the host when the records carry it
-        assert lines_of(text, host) == file_output(log, tmp_path, args), args
+        assert host_lines(text, host) == file_output(log, tmp_path, args), args
 
 
 def test_rebuilt_event_reads_like_the_record(tmp_path: Path) -> None:
@@ -267,7 +250,7 @@ def test_text_output_has_the_host_column_and_migration_lines(tmp_path: Path) -> 
         b"hv-b                \tmigr   web01                 \troot       \tMon Mar 11 08:28                \t-> hv-c",
     ]
     for host, log in logs.items():
-        assert lines_of(text, host) == file_output(log, tmp_path, ["--all-events", "--proof"])
+        assert host_lines(text, host) == file_output(log, tmp_path, ["--all-events", "--proof"])
     starts = render_index_entries(hosts, migrations, RenderOptions(), time.gmtime).splitlines()
     assert [line.split(b"\t")[0].strip() for line in starts] == [b"hv-a", b"hv-b", b"hv-b", b"hv-c"]
     assert all(b"migr" not in line for line in starts)
