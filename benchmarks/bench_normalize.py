@@ -21,8 +21,8 @@ from collections import defaultdict
 
 import orjson
 
-from forwarder.audit.assemble import Assembler
-from forwarder.audit.record import Event, Record, parse_line
+from forwarder.audit.assemble import assemble_lines
+from forwarder.audit.record import Event
 from forwarder.ecs.normalize import NormalizeOptions, normalize
 
 #: Event types with fewer events than this are summed into one "other" line.
@@ -31,15 +31,8 @@ MIN_EVENTS_PER_LINE = 100
 
 def load_events(path: pathlib.Path) -> list[Event]:
     """Parse and assemble every record of ``path`` (malformed lines skipped)."""
-    assembler = Assembler()
-    events: list[Event] = []
     with path.open("rb") as handle:
-        for line in handle:
-            record = parse_line(line)
-            if isinstance(record, Record):
-                events.extend(assembler.feed(record))
-    events.extend(assembler.flush())
-    return events
+        return assemble_lines(handle)
 
 
 def time_by_type(events: list[Event], options: NormalizeOptions) -> dict[str, float]:

@@ -7,21 +7,14 @@ import random
 
 import pytest
 
-from forwarder.audit.assemble import Assembler, ends_event
+from forwarder.audit.assemble import Assembler, assemble_lines, ends_event
 from forwarder.audit.record import Event, Malformed, Record, parse_line
 from tests.corpus import all_logs, corpus_dir
 from tests.oracles import GroupedEvent, auparse_events
 
 
 def group_lines(lines: list[bytes], **options: int) -> list[Event]:
-    assembler = Assembler(**options)
-    events: list[Event] = []
-    for line in lines:
-        record = parse_line(line)
-        if isinstance(record, Record):
-            events.extend(assembler.feed(record))
-    events.extend(assembler.flush())
-    return events
+    return assemble_lines(lines, Assembler(**options))
 
 
 def group_file(path: pathlib.Path) -> list[GroupedEvent]:

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder.audit.assemble import Assembler
-from forwarder.audit.record import Event, Record, parse_line
+from forwarder.audit.assemble import assemble_lines
+from forwarder.audit.record import Event
 from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
 from forwarder.ecs import normalizations
 from forwarder.ecs.fields import FIELD_TYPES, FIELDS, check_document
@@ -22,15 +22,8 @@ OPTIONS = NormalizeOptions(
 
 
 def _events(path: pathlib.Path) -> list[Event]:
-    assembler = Assembler()
-    events: list[Event] = []
     with path.open("rb") as lines:
-        for line in lines:
-            record = parse_line(line)
-            if isinstance(record, Record):
-                events.extend(assembler.feed(record))
-    events.extend(assembler.flush())
-    return events
+        return assemble_lines(lines)
 
 
 LOGS = all_logs()

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from forwarder.audit.assemble import Assembler
-from forwarder.audit.record import Event, Record, parse_line
+from forwarder.audit.assemble import assemble_lines
+from forwarder.audit.record import Event, Record
 from forwarder.ecs.normalize import NormalizeOptions, normalize
 from tests.corpus import corpus_dir
 
@@ -54,14 +54,7 @@ BEATS_DIFFERENCES: dict[tuple[str, int, str], str] = {
 
 
 def _events(lines: list[str]) -> list[Event]:
-    assembler = Assembler()
-    events: list[Event] = []
-    for line in lines:
-        record = parse_line(line)
-        if isinstance(record, Record):
-            events.extend(assembler.feed(record))
-    events.extend(assembler.flush())
-    return events
+    return assemble_lines(lines)
 
 
 def _get(doc: dict[str, Any], dotted: str) -> Any:

@@ -24,7 +24,7 @@ from forwarder.ecs.normalize import DEFAULT_DATASET, NormalizeOptions
 from forwarder.mappings import CORE_FALLBACK, TEMPLATE_VERSION, engine_objects, index_template_name, leaf_mappings
 from forwarder.offline import DeadLetters, ParseSettings, parse_files
 from tests.corpus import FIXTURES
-from tests.engines import EngineError, Node
+from tests.engines import EngineError, Node, live_leaves
 from tests.engines import request as call
 
 #: Namespace of the data stream of this test (other tests write to other namespaces).
@@ -87,16 +87,6 @@ def _has_lifecycle(node: Node) -> bool:
     return True
 
 
-def _live_leaves(props: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
-    leaves: dict[str, dict[str, Any]] = {}
-    for key, value in props.items():
-        if "properties" in value:
-            leaves.update(_live_leaves(value["properties"], f"{prefix}{key}."))
-        else:
-            leaves[prefix + key] = value
-    return leaves
-
-
 @pytest.fixture(scope="module", params=["opensearch", "elasticsearch"])
 def loaded(request: pytest.FixtureRequest, documents: list[dict[str, Any]]) -> dict[str, Any]:
     """A node with the templates installed and the documents indexed into the data stream."""
@@ -146,7 +136,7 @@ def test_live_mapping_has_every_declared_type(loaded: dict[str, Any]) -> None:
     assert backing.startswith(".ds-")
     mapping = index["mappings"]
     assert mapping["dynamic"] == "strict"
-    live = _live_leaves(mapping["properties"])
+    live = live_leaves(mapping["properties"])
     expected = leaf_mappings(node.engine, fallbacks=loaded["missing"])
     assert sorted(live) == sorted(FIELDS)
     for name, declared in expected.items():

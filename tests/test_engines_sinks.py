@@ -48,7 +48,7 @@ from forwarder.sinks.bulk import BulkSink
 from forwarder.sinks.delivery import Delivery, RetryPolicy
 from forwarder.sinks.engines import create_client, create_engine_sink, output_settings, register_engine_sinks
 from tests.corpus import all_logs
-from tests.engines import ENGINES, ENGINES_DIR, START_TIMEOUT_SECONDS, EngineError, Node
+from tests.engines import ENGINES, ENGINES_DIR, START_TIMEOUT_SECONDS, EngineError, Node, live_leaves
 from tests.engines import request as call
 from tests.run_helpers import HOST, Running, append, closing_line, expected_ids, generated, make_config, wait_until
 
@@ -138,16 +138,6 @@ async def deliver(sink: BulkSink, documents: Sequence[Document], batch: int = 10
     return results
 
 
-def _live_leaves(props: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
-    leaves: dict[str, dict[str, Any]] = {}
-    for key, value in props.items():
-        if "properties" in value:
-            leaves.update(_live_leaves(value["properties"], f"{prefix}{key}."))
-        else:
-            leaves[prefix + key] = value
-    return leaves
-
-
 # ---------------------------------------------------------------------------- shared nodes
 
 
@@ -187,7 +177,7 @@ async def test_corpus_reaches_the_engine_whole(prepared: tuple[Node, dict[str, s
         assert set(stored) == {doc.id for doc in documents}
         assert sink.stats.indexed == len(stored)
         assert sink.stats.already_indexed == len(documents) - len(stored)
-        live = _live_leaves(next(iter(call(node, "GET", f"{stream}/_mapping").values()))["mappings"]["properties"])
+        live = live_leaves(next(iter(call(node, "GET", f"{stream}/_mapping").values()))["mappings"]["properties"])
         expected = leaf_mappings(node.engine, fallbacks=fallbacks)
         assert sorted(live) == sorted(FIELDS)
         for name, declared in expected.items():

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forwarder.audit.assemble import Assembler
+from forwarder.audit.assemble import Assembler, assemble_lines
 from forwarder.audit.record import Event, Record, parse_line
 from forwarder.ecs.fields import check_document
 from forwarder.ecs.normalize import NormalizeOptions, normalize
@@ -716,15 +716,9 @@ def test_real_logs_enrich_with_declared_fields_only() -> None:
     and every libvirt record with a uuid names its guest."""
     virt_records = 0
     for path in LOGS:
-        assembler = Assembler()
         registry = GuestRegistry()
-        events: list[Event] = []
         with path.open("rb") as lines:
-            for line in lines:
-                record = parse_line(line)
-                if isinstance(record, Record):
-                    events.extend(assembler.feed(record))
-        events.extend(assembler.flush())
+            events = assemble_lines(lines)
         for event in events:
             doc = enrich(normalize(event, OPTIONS), event, registry)
             assert not check_document(doc), (path.name, check_document(doc))

@@ -117,16 +117,9 @@ def option_matrix(log: bytes) -> list[list[str]]:
         ["--proof", "--show-uuid"],
         ["-s", "-a", "--proof"],
     ]
-    from forwarder.audit.assemble import Assembler
-    from forwarder.audit.record import Record, parse_line
+    from forwarder.audit.assemble import assemble_lines
 
-    assembler = Assembler()
-    events = []
-    for line in log.split(b"\n"):
-        record = parse_line(line.decode("utf-8", "surrogateescape"))
-        if isinstance(record, Record):
-            events.extend(assembler.feed(record))
-    events.extend(assembler.flush())
+    events = assemble_lines(line.decode("utf-8", "surrogateescape") for line in log.split(b"\n"))
     starts = [entry for entry in build_sessions(events, SessionFilter()) if entry.kind is EntryKind.START]
     if starts:
         middle = starts[len(starts) // 2]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.tail import FileIdentity, ResumeAt, Tailer, TailLine, TailOptions, fingerprint
+from tests.run_helpers import rotate
 
 FAST = TailOptions(poll_interval=0.005, retry_interval=0.01)
 
@@ -74,16 +75,6 @@ def append(path: Path, *lines: bytes, end: bytes = b"\n") -> None:
     with open(path, "ab") as handle:
         for item in lines:
             handle.write(item + end)
-
-
-def rotate(path: Path, keep: int = 9) -> None:
-    """auditd's rotation: shift .N-1 -> .N ... .1 -> .2, live -> .1, then a new live file."""
-    for number in range(keep - 1, 0, -1):
-        older = Path(f"{path}.{number}")
-        if older.exists():
-            os.rename(older, f"{path}.{number + 1}")
-    os.rename(path, f"{path}.1")
-    path.touch()
 
 
 async def test_lines_carry_positions(tmp_path: Path, reader_of: Callable[[Tailer], Reader]) -> None:

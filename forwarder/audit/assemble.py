@@ -22,10 +22,11 @@ The :class:`Assembler` is pure: no clock, no I/O.  The shell feeds records and t
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from forwarder.audit.record import Event, Record, is_standalone_type
+from forwarder.audit.record import Event, Record, is_standalone_type, parse_line
 
 #: auditd's own default (``end_of_event_timeout = 2`` in auditd.conf) and libauparse's.
 DEFAULT_END_OF_EVENT_TIMEOUT: Final = 2
@@ -235,3 +236,24 @@ class Assembler:
             self.stats.events += 1
             ready.extend(self._emit())
         return ready
+
+
+def assemble_lines(lines: Iterable[bytes | str], assembler: Assembler | None = None) -> list[Event]:
+    """Every event of a whole log held in memory, in emission order.
+
+    Args:
+        lines: the log's lines (line ends are ignored).
+        assembler: the assembler to use (its options); a default one when ``None``.
+
+    Returns:
+        The events, the assembler flushed at the end.  Malformed lines are skipped: callers
+        that must report them parse the lines themselves (``auditfwd parse`` does).
+    """
+    assembler = assembler if assembler is not None else Assembler()
+    events: list[Event] = []
+    for line in lines:
+        record = parse_line(line)
+        if isinstance(record, Record):
+            events.extend(assembler.feed(record))
+    events.extend(assembler.flush())
+    return events

@@ -144,3 +144,14 @@ def request(
     if status not in set(ok):
         raise EngineError(f"{method} {path} -> {status}: {raw[:2000].decode(errors='replace')}")
     return json.loads(raw) if raw else None
+
+
+def live_leaves(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """A live mapping's ``properties`` tree as dotted field name -> leaf mapping."""
+    leaves: dict[str, dict[str, Any]] = {}
+    for key, value in properties.items():
+        if "properties" in value:
+            leaves.update(live_leaves(value["properties"], f"{prefix}{key}."))
+        else:
+            leaves[prefix + key] = value
+    return leaves
