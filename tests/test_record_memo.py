@@ -40,6 +40,9 @@ def _assert_same_as_plain(line: bytes | str) -> None:
     # Order matters too: documents list fields in log order.
     assert list(parsed.fields) == list(expected[0])  # type: ignore[call-overload]
     assert list(parsed.enriched) == list(expected[1])  # type: ignore[call-overload]
+    # The remembered part is a part of the fields, with the same values.
+    if parsed.shared is not None:
+        assert {key: parsed.fields.get(key) for key in parsed.shared} == parsed.shared
 
 
 SYSCALL = (
@@ -65,8 +68,10 @@ def test_repeated_bodies_parse_as_the_first_and_share_their_remembered_part(temp
         k: v for k, v in again.fields.items() if k != "pid"
     }
     assert list(first.fields) == list(again.fields)
-    # The per-call values differ, so each record has its own fields dict.
+    # The per-call values differ, so each record has its own fields dict; the rest is shared.
     assert first.fields is not again.fields
+    assert first.shared is not None and first.shared is again.shared
+    assert "pid" not in first.shared and "exe" in first.shared
     _assert_same_as_plain(template.format(msec=3, serial=12, pid=300))
 
 
@@ -76,6 +81,7 @@ def test_equal_bodies_share_their_dicts() -> None:
     again = parse_line(line.format(2, 21))
     assert isinstance(first, Record) and isinstance(again, Record)
     assert first.fields is again.fields
+    assert first.shared is first.fields
     assert (first.sec, first.msec, first.serial) != (again.sec, again.msec, again.serial)
 
 

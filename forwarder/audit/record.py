@@ -63,6 +63,9 @@ _SYSCALL_CALL_PART: Final = re.compile(" ".join(f"{key}=([^ ]*)" for key in _SYS
 #: A parsed body: ``(fields, enriched, message, duplicates)``.
 _Body = tuple[dict[str, str], dict[str, str], str | None, list[tuple[str, str]] | None]
 
+#: A parsed body with its remembered part (:attr:`Record.shared`).
+_Parsed = tuple[dict[str, str], dict[str, str], str | None, list[tuple[str, str]] | None, dict[str, str] | None]
+
 
 class _BodyMemo:
     """Parsed bodies by ``(type id, text after the header)``, bounded in entries and characters.
@@ -136,6 +139,11 @@ class Record:
         message: for user-space records the text inside ``msg='...'``, else ``None``.
         duplicates: ``(key, value)`` pairs of repeated keys, in order.
         warnings: what the parser noticed but could live with (invalid UTF-8 ...).
+        shared: the part of ``fields`` the parser remembered, one dict shared by every record
+            with the same text there (so equal parts are recognized by identity): the task part
+            of a SYSCALL record (``auid=`` on), the ``msg='...'`` fields of a user message, all
+            of ``fields`` for other records with a remembered body; ``None`` when the body was
+            parsed whole.  Its keys and values are also in ``fields``.  Read-only.
     """
 
     node: str | None
@@ -150,6 +158,7 @@ class Record:
     message: str | None = None
     duplicates: list[tuple[str, str]] | None = None
     warnings: list[str] | None = None
+    shared: dict[str, str] | None = None
 
     @property
     def key(self) -> tuple[str | None, int, int, int]:
@@ -246,11 +255,11 @@ def _parse(line: bytes | str) -> Record | Malformed:
         type_id = _unknown_type_number(type_name)
     rest = text[m.end() :]
     if type_id == _SYSCALL_TYPE:
-        fields, enriched, message, duplicates = _parse_syscall(rest)
+        fields, enriched, message, duplicates, shared = _parse_syscall(rest)
     elif _is_kernel_type(type_id):
-        fields, enriched, message, duplicates = _remembered_body(type_id, rest)
+        fields, enriched, message, duplicates, shared = _remembered_parts(type_id, rest)
     else:
-        fields, enriched, message, duplicates = _parse_user_message(type_id, rest)
+        fields, enriched, message, duplicates, shared = _parse_user_message(type_id, rest)
     return Record(
         node,
         type_name,
@@ -264,6 +273,7 @@ def _parse(line: bytes | str) -> Record | Malformed:
         message,
         duplicates,
         warnings,
+        shared,
     )
 
 
@@ -277,12 +287,25 @@ def _remembered_body(type_id: int, rest: str) -> _Body:
     return _parse_body(type_id, rest)
 
 
+def _remembered_parts(type_id: int, rest: str) -> _Parsed:
+    """:func:`_remembered_body`, its fields being the shared part when they were remembered."""
+    body = _remembered_body(type_id, rest)
+    fields = body[0]
+    return fields, body[1], body[2], body[3], fields if len(rest) <= _LONG_BODY_MAX_CHARS else None
+
+
+def _whole(type_id: int, rest: str) -> _Parsed:
+    """:func:`_parse_body`, nothing shared."""
+    fields, enriched, message, duplicates = _parse_body(type_id, rest)
+    return fields, enriched, message, duplicates, None
+
+
 def _is_kernel_type(type_id: int) -> bool:
     """Kernel record types (1300-2099) never wrap their text in ``msg='...'``; the others may."""
     return 1300 <= type_id < 2100
 
 
-def _parse_user_message(type_id: int, rest: str) -> _Body:
+def _parse_user_message(type_id: int, rest: str) -> _Parsed:
     """A user-space message: the outer fields (``pid``, ids, ``ses``, ``subj``, different for
     every process) parsed each time, the ``msg='...'`` part remembered.
 
@@ -292,25 +315,25 @@ def _parse_user_message(type_id: int, rest: str) -> _Body:
     """
     msg_at = rest.find("msg='")
     if msg_at <= 0:
-        return _remembered_body(type_id, rest)
+        return _remembered_parts(type_id, rest)
     outer = rest[:msg_at]
     if ENRICHED_SEPARATOR in outer or "'" in outer or '"' in outer:
-        return _parse_body(type_id, rest)
+        return _whole(type_id, rest)
     fields: dict[str, str] = {}
     if _collect(outer, type_id, fields, None) is not None:
-        return _parse_body(type_id, rest)
+        return _whole(type_id, rest)
     message_fields, enriched, message, message_duplicates = _remembered_body(type_id, rest[msg_at:])
     count = len(fields)
     fields.update(message_fields)
     if message_duplicates is not None or len(fields) != count + len(message_fields):
-        return _parse_body(type_id, rest)
+        return _whole(type_id, rest)
     subject = fields.get("subj")
     if subject is not None and ":" not in subject and " (" in rest:
-        return _parse_body(type_id, rest)
-    return fields, enriched, message, None
+        return _whole(type_id, rest)
+    return fields, enriched, message, None, message_fields if len(rest) - msg_at <= _LONG_BODY_MAX_CHARS else None
 
 
-def _parse_syscall(rest: str) -> _Body:
+def _parse_syscall(rest: str) -> _Parsed:
     """A SYSCALL body: the per-call part parsed each time, the task part remembered.
 
     Gives exactly what :func:`_parse_body` gives; the split is only taken when it cannot change
@@ -319,10 +342,10 @@ def _parse_syscall(rest: str) -> _Body:
     """
     cut = rest.find(_SYSCALL_TASK_PART)
     if cut < 0:
-        return _parse_body(_SYSCALL_TYPE, rest)
+        return _whole(_SYSCALL_TYPE, rest)
     head = rest[:cut]
     if '"' in head or ENRICHED_SEPARATOR in head or "subj=" in head:
-        return _parse_body(_SYSCALL_TYPE, rest)
+        return _whole(_SYSCALL_TYPE, rest)
     call = _SYSCALL_CALL_PART.fullmatch(head)
     if call is not None:  # the kernel's layout: distinct keys, values without spaces or quotes
         fields = dict(zip(_SYSCALL_CALL_KEYS, call.groups(), strict=True))
@@ -335,8 +358,8 @@ def _parse_syscall(rest: str) -> _Body:
     count = len(fields)
     fields.update(task_fields)
     if not distinct or task_duplicates is not None or len(fields) != count + len(task_fields):
-        return _parse_body(_SYSCALL_TYPE, rest)
-    return fields, enriched, None, None
+        return _whole(_SYSCALL_TYPE, rest)
+    return fields, enriched, None, None, task_fields if len(rest) - cut <= _LONG_BODY_MAX_CHARS else None
 
 
 def _parse_body(type_id: int, rest: str) -> _Body:
