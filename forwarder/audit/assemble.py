@@ -22,11 +22,12 @@ The :class:`Assembler` is pure: no clock, no I/O.  The shell feeds records and t
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from forwarder.audit.record import Event, Record, is_standalone_type, parse_line
+from forwarder.audit.record import Event, Record, parse_line
 
 #: auditd's own default (``end_of_event_timeout = 2`` in auditd.conf) and libauparse's.
 DEFAULT_END_OF_EVENT_TIMEOUT: Final = 2
@@ -77,12 +78,18 @@ class AssemblerStats:
     orphan_eoe: int = 0
 
 
-class _Pending:
-    __slots__ = ("complete", "event")
+#: An event not yet emitted, as kept in the heap: ``(sec, msec, serial, slot, event, state)``,
+#: ordered as libauparse hands events out (the slot is unique, so the rest is never compared).
+#: ``state`` is a one-item list, ``[True]`` once the event is complete.
+_Pending = tuple[int, int, int, int, Event, list[bool]]
+_SLOT: Final = 3
+_EVENT: Final = 4
+_STATE: Final = 5
 
-    def __init__(self, event: Event) -> None:
-        self.event = event
-        self.complete = False
+#: The key of an event: ``(node, sec, msec, serial)``.
+_Key = tuple[str | None, int, int, int]
+
+_new_event: Final = object.__new__
 
 
 class Assembler:
@@ -109,16 +116,18 @@ class Assembler:
         self.max_in_flight = max_in_flight
         self.stats = AssemblerStats()
         # Events still being built, by key.
-        self._building: dict[tuple[str | None, int, int, int], _Pending] = {}
+        self._building: dict[_Key, _Pending] = {}
         # Every event not yet emitted, ordered as libauparse hands them out.
-        self._heap: list[tuple[int, int, int, int, _Pending]] = []
+        self._heap: list[_Pending] = []
         # libauparse's slot numbers: a new event takes the lowest free one.
         self._free_slots: list[int] = []
         self._next_slot = 0
         # No building event is older than this second: lets most lines skip the timeout scan.
         self._oldest_building_sec = 0
-        # Keys of recent kernel events (in creation order), to mark later fragments.
-        self._recent_keys: dict[tuple[str | None, int, int, int], int] = {}
+        # Keys of recent kernel events, and the same keys with their seconds in creation order
+        # (to forget the oldest first), to mark later fragments.
+        self._recent_keys: set[_Key] = set()
+        self._recent_order: deque[tuple[_Key, int]] = deque()
 
     @property
     def in_flight(self) -> int:
@@ -127,46 +136,66 @@ class Assembler:
 
     def feed(self, record: Record) -> list[Event]:
         """Add one record; return the events that became ready, in emission order."""
-        self.stats.records += 1
-        key = (record.node, record.sec, record.msec, record.serial)
+        stats = self.stats
+        stats.records += 1
+        node = record.node
+        sec = record.sec
+        msec = record.msec
+        serial = record.serial
+        key = (node, sec, msec, serial)
         type_id = record.type_id
         ends = _ENDS_EVENT.get(type_id)
         if ends is None:
             ends = ends_event(type_id)
-        pending = self._building.get(key)
-        started = False
+        building = self._building
+        pending = building.get(key)
         if pending is not None:
-            pending.event.records.append(record)
+            pending[_EVENT].records.append(record)
             if ends:
-                pending.complete = True
-                del self._building[key]
-        elif type_id == _EOE:
+                pending[_STATE][0] = True
+                del building[key]
+            if building and sec - self.timeout >= self._oldest_building_sec:
+                self._expire(sec)
+            return []
+        if type_id == _EOE:
             # Dropped before its time is looked at: it closes nothing by timeout either.
-            self.stats.orphan_eoe += 1
+            stats.orphan_eoe += 1
             return []
+        # Event(node, sec, msec, serial, [record]) without the call of its __init__ (one per
+        # event on the hot path): every field is set here (tests/test_assemble.py checks).
+        event = _new_event(Event)
+        event.node = node
+        event.sec = sec
+        event.msec = msec
+        event.serial = serial
+        event.records = [record]
+        event.forced = False
+        event.fragment = False
+        if not (type_id < _FIRST_SYSCALL_TYPE or type_id >= _FIRST_USER_ANOMALY):  # not is_standalone_type
+            self._remember(key, event)
+        free = self._free_slots
+        if free:
+            slot = heapq.heappop(free)
         else:
-            pending = _Pending(Event(record.node, record.sec, record.msec, record.serial, [record]))
-            if not is_standalone_type(type_id):
-                self._remember(key, pending.event)
-            if self._free_slots:
-                slot = heapq.heappop(self._free_slots)
-            else:
-                slot = self._next_slot
-                self._next_slot += 1
-            heapq.heappush(self._heap, (record.sec, record.msec, record.serial, slot, pending))
-            if ends:
-                pending.complete = True
-            else:
-                if not self._building or record.sec < self._oldest_building_sec:
-                    self._oldest_building_sec = record.sec
-                self._building[key] = pending
-            started = True
-        if self._building and record.sec - self.timeout >= self._oldest_building_sec:
-            self._expire(record.sec)
-        if not started:
-            return []
-        ready = self._emit()
-        if len(self._heap) > self.max_in_flight:
+            slot = self._next_slot
+            self._next_slot = slot + 1
+        pending = (sec, msec, serial, slot, event, [ends])
+        heap = self._heap
+        heapq.heappush(heap, pending)
+        if not ends:
+            if not building or sec < self._oldest_building_sec:
+                self._oldest_building_sec = sec
+            building[key] = pending
+        if building and sec - self.timeout >= self._oldest_building_sec:
+            self._expire(sec)
+        # A line that started an event: hand out what is ready (_emit, inlined).
+        ready: list[Event] = []
+        while heap and heap[0][_STATE][0]:
+            done = heapq.heappop(heap)
+            heapq.heappush(free, done[_SLOT])
+            ready.append(done[_EVENT])
+        stats.events += len(ready)
+        if len(heap) > self.max_in_flight:
             ready.extend(self._force())
         return ready
 
@@ -174,50 +203,50 @@ class Assembler:
         """End of input: every pending event is complete; return them all in emission order."""
         ready: list[Event] = []
         while self._heap:
-            pending = heapq.heappop(self._heap)[4]
-            ready.append(pending.event)
+            pending = heapq.heappop(self._heap)
+            ready.append(pending[_EVENT])
         self._building.clear()
         self._free_slots.clear()
         self._next_slot = 0
         self.stats.events += len(ready)
         return ready
 
-    def _remember(self, key: tuple[str | None, int, int, int], event: Event) -> None:
+    def _remember(self, key: _Key, event: Event) -> None:
         recent = self._recent_keys
         if key in recent:
             event.fragment = True
             return
-        recent[key] = event.sec
+        recent.add(key)
+        order = self._recent_order
+        order.append((key, event.sec))
         # Keys arrive in (nearly) time order: forget from the oldest end, a step at a time.
-        limit = event.sec - FRAGMENT_MEMORY_SECONDS
-        for old_key, sec in recent.items():
-            if sec >= limit and len(recent) <= FRAGMENT_MEMORY_KEYS:
-                break
-            del recent[old_key]
-            break
+        old_key, old_sec = order[0]
+        if old_sec < event.sec - FRAGMENT_MEMORY_SECONDS or len(recent) > FRAGMENT_MEMORY_KEYS:
+            order.popleft()
+            recent.discard(old_key)
 
     def _expire(self, now_sec: int) -> None:
         limit = now_sec - self.timeout
         oldest: int | None = None
         expired = []
         for key, pending in self._building.items():
-            sec = pending.event.sec
+            sec = pending[0]
             if sec <= limit:
                 expired.append(key)
             elif oldest is None or sec < oldest:
                 oldest = sec
         for key in expired:
-            self._building.pop(key).complete = True
+            self._building.pop(key)[_STATE][0] = True
         self._oldest_building_sec = oldest if oldest is not None else 0
 
     def _emit(self) -> list[Event]:
         heap = self._heap
         ready: list[Event] = []
         free = self._free_slots
-        while heap and heap[0][4].complete:
+        while heap and heap[0][_STATE][0]:
             entry = heapq.heappop(heap)
-            heapq.heappush(free, entry[3])
-            ready.append(entry[4].event)
+            heapq.heappush(free, entry[_SLOT])
+            ready.append(entry[_EVENT])
         self.stats.events += len(ready)
         return ready
 
@@ -225,10 +254,9 @@ class Assembler:
         ready: list[Event] = []
         while len(self._heap) > self.max_in_flight:
             entry = heapq.heappop(self._heap)
-            heapq.heappush(self._free_slots, entry[3])
-            pending = entry[4]
-            event = pending.event
-            if not pending.complete:
+            heapq.heappush(self._free_slots, entry[_SLOT])
+            event = entry[_EVENT]
+            if not entry[_STATE][0]:
                 event.forced = True
                 self._building.pop(event.key, None)
                 self.stats.forced += 1

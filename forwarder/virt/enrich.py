@@ -18,12 +18,15 @@ order, with one :class:`~forwarder.virt.guests.GuestRegistry` per stream:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from forwarder.audit import values
 from forwarder.audit.record import Event, Record
+from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
+from forwarder.audit.values import UNSET_VALUES
 from forwarder.virt.guests import Attribution, GuestRegistry
+from forwarder.virt.memo import BoundedMemo
 
 #: VIRT_CONTROL ``op=`` -> ``event.type`` (other ops keep the normalizer's).
 CONTROL_EVENT_TYPES: Final[Mapping[str, list[str]]] = {
@@ -48,6 +51,10 @@ RESOURCE_EVENT_TYPES: Final[Mapping[str, list[str]]] = {
 _VIRT_CONTROL: Final = 2500
 _VIRT_RESOURCE: Final = 2501
 _VIRT_MACHINE_ID: Final = 2502
+#: VIRT_* types as the parser gives them (its table's objects: a set lookup then matches by identity).
+_VIRT_TYPES: Final = frozenset(
+    number for number in RECORD_TYPE_NUMBERS.values() if number in (_VIRT_CONTROL, _VIRT_RESOURCE, _VIRT_MACHINE_ID)
+)
 
 #: VIRT_RESOURCE field -> ``libvirt.event.resource`` key, and whether its value may be encoded
 #: (``docs/virt-audit.md`` §1.2).  ``old-T``/``new-T`` are handled apart (T is ``resrc``).
@@ -89,7 +96,7 @@ def enrich(document: dict[str, Any], event: Event, registry: GuestRegistry) -> d
     """
     attributions = registry.observe(event)
     records = event.records
-    if records and _VIRT_CONTROL <= records[0].type_id <= _VIRT_MACHINE_ID:
+    if records and records[0].type_id in _VIRT_TYPES:
         _virt_fields(document, records[0])
     if attributions:
         _attribution_fields(document, attributions)
@@ -103,7 +110,7 @@ def _libvirt(document: dict[str, Any]) -> dict[str, Any]:
     return libvirt
 
 
-def _attribution_fields(document: dict[str, Any], attributions: list[Attribution]) -> None:
+def _attribution_fields(document: dict[str, Any], attributions: Sequence[Attribution]) -> None:
     libvirt = _libvirt(document)
     domain: dict[str, Any] = libvirt.setdefault("domain", {})
     if len(attributions) == 1:
@@ -128,38 +135,40 @@ def _virt_fields(document: dict[str, Any], record: Record) -> None:
         return  # not libvirt's (container engines write VIRT_CONTROL with vm=? and no uuid)
     details: dict[str, Any] = {}
     reason = fields.get("reason")
-    if reason is not None and not values.is_unset(reason):
+    if reason is not None and reason not in UNSET_VALUES:
         details["reason"] = reason
     event_type: list[str] | None = None
     type_id = record.type_id
-    if type_id == _VIRT_CONTROL:
+    if type_id == _VIRT_RESOURCE:
+        resource = _resource(fields)
+        if resource:
+            details["resource"] = resource
+        if reason is not None:
+            event_type = RESOURCE_EVENT_TYPES.get(reason)
+    elif type_id == _VIRT_CONTROL:
         op = fields.get("op")
-        if op is not None and not values.is_unset(op):
+        if op is not None and op not in UNSET_VALUES:
             details["op"] = op
             event_type = CONTROL_EVENT_TYPES.get(op)
         for key, name in CONTROL_NUMBERS.items():
             number = _integer(fields.get(key))
             if number is not None:
                 details[name] = number
-    elif type_id == _VIRT_RESOURCE:
-        resource = _resource(fields)
-        if resource:
-            details["resource"] = resource
-        if reason is not None:
-            event_type = RESOURCE_EVENT_TYPES.get(reason)
     else:
         security = {
             name: value
             for key, name in (("model", "model"), ("vm-ctx", "vm_context"), ("img-ctx", "image_context"))
-            if (value := fields.get(key)) is not None and not values.is_unset(value)
+            if (value := fields.get(key)) is not None and value not in UNSET_VALUES
         }
         if security:
             details["security"] = security
-    libvirt = _libvirt(document)
+    libvirt = document.get("libvirt")
+    if libvirt is None:
+        libvirt = document["libvirt"] = {}
     if details:
         libvirt["event"] = details
     virt = fields.get("virt")
-    if virt is not None and not values.is_unset(virt):
+    if virt is not None and virt not in UNSET_VALUES:
         libvirt.setdefault("domain", {})["type"] = virt
     ecs_event = document.get("event")
     if isinstance(ecs_event, dict):
@@ -177,27 +186,55 @@ def _resource(fields: dict[str, str]) -> dict[str, str]:
     """``libvirt.event.resource`` of a VIRT_RESOURCE record (decoded values, unset ones left out)."""
     resource: dict[str, str] = {}
     kind = fields.get("resrc")
-    if kind is None or values.is_unset(kind):
+    if kind is None or kind in UNSET_VALUES:
         return resource
     resource["type"] = kind
-    for side in ("old", "new"):
-        raw = fields.get(f"{side}-{kind}")
-        if raw is not None:
-            text = _decoded(raw, True)
-            if text is not None:
-                resource[side] = text
-    for key, (name, encoded) in RESOURCE_FIELDS.items():
-        raw = fields.get(key)
-        if raw is not None and name not in resource:
-            text = _decoded(raw, encoded)
+    old_key, new_key = _SIDE_KEYS.get(kind) or _side_keys(kind)
+    raw = fields.get(old_key)
+    if raw is not None and (text := _decoded(raw, True)) is not None:
+        resource["old"] = text
+    raw = fields.get(new_key)
+    if raw is not None and (text := _decoded(raw, True)) is not None:
+        resource["new"] = text
+    present = _RESOURCE_KEYS.intersection(fields)
+    for key in sorted(present, key=_RESOURCE_ORDER.__getitem__) if len(present) > 1 else present:
+        name, encoded = RESOURCE_FIELDS[key]
+        if name not in resource:
+            text = _decoded(fields[key], encoded)
             if text is not None:
                 resource[name] = text
     return resource
 
 
+#: The keys of :data:`RESOURCE_FIELDS` and their places in it: a record has a few of them, taken
+#: in the table's order (the first of ``class``/``item``, ``bus``/``type``, ``device``/``disk``/
+#: ``chardev`` wins).
+_RESOURCE_KEYS: Final = frozenset(RESOURCE_FIELDS)
+_RESOURCE_ORDER: Final = {key: place for place, key in enumerate(RESOURCE_FIELDS)}
+
+
+def _side_keys(kind: str) -> tuple[str, str]:
+    """The keys of the old and new value of a resource of type ``kind`` (``old-disk``, ``new-disk``)."""
+    return _SIDE_KEYS_MEMO.remember(kind, (f"old-{kind}", f"new-{kind}"), 2 * len(kind))
+
+
+#: :func:`_side_keys` by resource type (libvirt has a dozen; the bound is for odd input).
+_SIDE_KEYS_MEMO: Final[BoundedMemo[str, tuple[str, str]]] = BoundedMemo(256, 1 << 14)
+_SIDE_KEYS: Final = _SIDE_KEYS_MEMO.entries
+
+
 def _decoded(raw: str, encoded: bool) -> str | None:
     """A libvirt value as text (hex/quotes/0.8's single quotes undone), ``None`` when unset."""
-    if values.is_unset(raw):
+    memo = _ENCODED_TEXTS if encoded else _PLAIN_TEXTS
+    text = memo.entries.get(raw, _UNSEEN)
+    if text is _UNSEEN:
+        text = memo.remember(raw, _decoded_text(raw, encoded), 2 * len(raw))
+    return text
+
+
+def _decoded_text(raw: str, encoded: bool) -> str | None:
+    """:func:`_decoded`, not remembered."""
+    if raw in UNSET_VALUES:
         return None
     if raw[:1] == "'":
         text = raw.strip("'")
@@ -206,6 +243,15 @@ def _decoded(raw: str, encoded: bool) -> str | None:
     else:
         text = values.unquote(raw)
     return text if text and text != "?" else None
+
+
+#: :func:`_decoded` by raw value, of fields that may be encoded and of the others: a guest's
+#: paths, cgroup, devices and MACs recur in its records at every start.  Bounded for hosts with
+#: thousands of transient guests.
+_ENCODED_TEXTS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
+_PLAIN_TEXTS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
+#: What the memos give for a value not remembered (``None`` is an answer there).
+_UNSEEN: Final = "\0unseen"
 
 
 def _integer(raw: str | None) -> int | None:

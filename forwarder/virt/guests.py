@@ -52,13 +52,29 @@ give a versioned, JSON-safe, bounded form to persist with the forwarder's checkp
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from forwarder.audit import values
 from forwarder.audit.execve import execve_args_from_records
 from forwarder.audit.record import Event, Record
+from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
+from forwarder.virt.index_keys import (
+    LABEL_KEYS,
+    PATH_KEYS,
+    PROFILE_PREFIX,
+    SCOPE_PATH_KEYS,
+    SELINUX_PARTS_BEFORE_LEVEL,
+    UNSEEN,
+    UUID_LENGTH,
+    UUID_PATTERN,
+    label_keys,
+    path_keys,
+    scope_path_key,
+)
+from forwarder.virt.index_keys import scope_of as scope_of
+from forwarder.virt.memo import BoundedMemo
 
 #: Version of :meth:`GuestRegistry.to_state`'s layout; other versions are not loaded.
 STATE_VERSION: Final = 1
@@ -136,16 +152,6 @@ _VIRT_CONTROL: Final = 2500
 _VIRT_RESOURCE: Final = 2501
 _VIRT_MACHINE_ID: Final = 2502
 
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-_UUID_LENGTH: Final = 36
-#: AppArmor profile of a guest: ``libvirt-`` + uuid (``docs/virt-audit.md`` §1.4).
-_PROFILE_PREFIX: Final = "libvirt-"
-_PROFILE_UUID_END: Final = len(_PROFILE_PREFIX) + _UUID_LENGTH
-#: Colon-separated parts of an SELinux context before its MLS/MCS level.
-_SELINUX_PARTS_BEFORE_LEVEL: Final = 3
-#: Directory of systemd's machine scopes in a cgroup path.
-_MACHINE_SLICE: Final = "/machine.slice/"
-_SCOPE_SUFFIX: Final = ".scope"
 
 #: Device nodes libvirt opens for a tap that are not the tap itself.
 _NOT_TAP_OPENS: Final = frozenset({"/dev/vhost-net", "/dev/vhost-vsock"})
@@ -237,6 +243,7 @@ class Attribution:
 
 # Kinds of evidence a record field gives, with their priority (lower wins when one guest is found
 # by several), method and side.
+_BY_UUID: Final = 0
 _PID_SOURCE: Final = 1
 _LABEL_SOURCE: Final = 2
 _PARENT: Final = 3
@@ -249,9 +256,9 @@ _MAC_TARGET: Final = 9
 _TAP: Final = 10
 _DEVICE_PATH: Final = 11
 
-#: Evidence kind -> (method, side).  Paths give image or cgroup evidence (:func:`_path_guests`).
+#: Evidence kind -> (method, side).  Paths give image, device or cgroup evidence.
 _KINDS: Final[Mapping[int, tuple[str, str]]] = {
-    0: (BY_UUID, TARGET),
+    _BY_UUID: (BY_UUID, TARGET),
     _PID_SOURCE: (BY_PID, SOURCE),
     _LABEL_SOURCE: (BY_LABEL, SOURCE),
     _PARENT: (BY_PARENT, SOURCE),
@@ -297,31 +304,58 @@ _PLANS: Final[Mapping[int, tuple[tuple[str, int], ...]]] = {
 #: Any other record: its sender or subject process.
 _DEFAULT_PLAN: Final = (("pid", _PID_SOURCE), ("ppid", _PARENT), ("subj", _LABEL_SOURCE), ("unit", _SCOPE_PATH))
 
-#: A plan split by the index each field is looked up in: (pid fields, label fields, path fields,
-#: other fields), so that the per-record loop does no dispatch.  ``None``: nothing to look at.
-_SplitPlan = tuple[
-    tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]
-]
+# How a field's value is looked up (:data:`_LOOKUPS`).
+_IN_PIDS: Final = 0  # the value is a pid: ``by_pid``
+_AS_LABEL: Final = 1  # a security label: its MCS level in ``by_level``, or its AppArmor profile
+_AS_PATH: Final = 2  # a file: ``by_image``, ``by_device``, and the scope it lies in in ``by_scope``
+_AS_SCOPE_PATH: Final = 3  # a cgroup path or unit: its scope in ``by_scope``
+_AS_MAC: Final = 4  # a MAC address: ``by_mac``
+_AS_TAP: Final = 5  # a network device: ``by_tap`` (and learning a tap, :func:`_tap_guest`)
+
+#: Evidence kind -> how its field is looked up.
+_LOOKUP_OF_KIND: Final[Mapping[int, int]] = {
+    _PID_SOURCE: _IN_PIDS,
+    _PID_TARGET: _IN_PIDS,
+    _PARENT: _IN_PIDS,
+    _LABEL_SOURCE: _AS_LABEL,
+    _LABEL_TARGET: _AS_LABEL,
+    _PATH: _AS_PATH,
+    _SCOPE_PATH: _AS_SCOPE_PATH,
+    _MAC_SOURCE: _AS_MAC,
+    _MAC_TARGET: _AS_MAC,
+    _TAP: _AS_TAP,
+}
+
+#: One field to look at: ``(key, how it is looked up, evidence kind)``.
+_Lookup = tuple[str, int, int]
 
 
-def _split_plan(plan: tuple[tuple[str, int], ...]) -> _SplitPlan | None:
-    groups: tuple[list[tuple[str, int]], ...] = ([], [], [], [])
-    for key, kind in plan:
-        if kind in (_PID_SOURCE, _PID_TARGET, _PARENT):
-            groups[0].append((key, kind))
-        elif kind in (_LABEL_SOURCE, _LABEL_TARGET):
-            groups[1].append((key, kind))
-        elif kind in (_PATH, _SCOPE_PATH):
-            groups[2].append((key, kind))
-        else:
-            groups[3].append((key, kind))
-    return (tuple(groups[0]), tuple(groups[1]), tuple(groups[2]), tuple(groups[3])) if plan else None
+def _lookups(plan: tuple[tuple[str, int], ...]) -> tuple[_Lookup, ...] | None:
+    """A plan as the attribution loop runs it (``None``: nothing to look at).
+
+    The order of the plan is kept: it decides which of two guests found by the same kind of
+    evidence comes first.
+    """
+    return tuple((key, _LOOKUP_OF_KIND[kind], kind) for key, kind in plan) or None
 
 
-_SPLIT_PLANS: Final[Mapping[int, _SplitPlan | None]] = {type_id: _split_plan(plan) for type_id, plan in _PLANS.items()}
-_DEFAULT_SPLIT_PLAN: Final = _split_plan(_DEFAULT_PLAN)
-#: Marks a context not seen yet in :data:`_LEVELS` (``None`` is a cached answer).
-_NO_LEVEL: Final = "\0"
+#: Record type numbers as the parser gives them (the objects of its table): dicts keyed by record
+#: type take their keys from here, so that a lookup matches the key by identity (an equal int
+#: that is another object costs a rich comparison per lookup).
+_TYPE_NUMBERS: Final = {number: number for number in RECORD_TYPE_NUMBERS.values()}
+
+_LOOKUPS: Final[Mapping[int, tuple[_Lookup, ...] | None]] = {
+    _TYPE_NUMBERS.get(type_id, type_id): _lookups(plan) for type_id, plan in _PLANS.items()
+}
+_DEFAULT_LOOKUPS: Final = _lookups(_DEFAULT_PLAN)
+
+#: Record types with dedicated code in :meth:`GuestRegistry._attribute`.
+_PATH_RECORD: Final = 1302
+_CWD_RECORD: Final = 1307
+_PROCTITLE_RECORD: Final = 1327
+
+#: The answer for an event that concerns no guest (shared: callers only read answers).
+_NOTHING: Final[Sequence[Attribution]] = ()
 
 
 class _Host:
@@ -394,7 +428,7 @@ class GuestRegistry:
 
     # ------------------------------------------------------------------ the per-event entry point
 
-    def observe(self, event: Event) -> list[Attribution]:
+    def observe(self, event: Event) -> Sequence[Attribution]:
         """Learn from ``event`` and return the guests it concerns (best evidence first).
 
         Args:
@@ -406,31 +440,27 @@ class GuestRegistry:
         """
         records = event.records
         if not records:
-            return []
+            return _NOTHING
         first = records[0].type_id
-        if first in _LEARNERS or first == _SYSCALL:
-            return self._observe_learning(event, first)
-        host = self._hosts.get(event.node)
-        return self._attribute(host, records) if host is not None else self._attribute_unknown(records)
+        learner = _LEARNERS.get(first)
+        if learner is not None:
+            return learner(self, self._host(event.node, event.sec), event)
+        found = self._attribute(self._hosts.get(event.node, _NO_HOST), records, first == _SYSCALL)
+        return found if found is not None else self._syscall_event(event)
 
-    def _observe_learning(self, event: Event, first: int) -> list[Attribution]:
-        records = event.records
-        if first == _SYSCALL:
-            execve = _qemu_execve(records)
-            if execve is None:
-                host = self._hosts.get(event.node)
-                return self._attribute(host, records) if host is not None else self._attribute_unknown(records)
-            host = self._host(event.node, event.sec)
-            uuid, name, pid = execve
-            guest = self._learn_guest(host, uuid, name, None, event.sec)
-            if not guest.active:
-                guest.state = STARTING
-            _set_pids(host, guest, [pid])
-            found = self._attribute(host, records)
-            return found if found else [Attribution(guest.uuid, guest.name, BY_UUID, TARGET)]
-        learner = _LEARNERS[first]
+    def _syscall_event(self, event: Event) -> Sequence[Attribution]:
+        """A SYSCALL event that may be qemu's execve: learn the guest it starts, then answer."""
+        execve = _qemu_execve(event.records)
+        if execve is None:
+            return self._attribute(self._hosts.get(event.node, _NO_HOST), event.records, False) or _NOTHING
+        uuid, name, pid = execve
         host = self._host(event.node, event.sec)
-        return learner(self, host, event)
+        guest = self._learn_guest(host, uuid, name, None, event.sec)
+        if not guest.active:
+            guest.state = STARTING
+        _set_pids(host, guest, [pid])
+        found = self._attribute(host, event.records, False)
+        return found if found else [_attribution(guest.uuid, guest.name, _BY_UUID)]
 
     # ------------------------------------------------------------------ learning
 
@@ -459,19 +489,20 @@ class GuestRegistry:
             _prune(host, now, force=False)
         return guest
 
-    def _virt_record(self, host: _Host, event: Event) -> list[Attribution]:
+    def _virt_record(self, host: _Host, event: Event) -> Sequence[Attribution]:
         """VIRT_CONTROL / VIRT_RESOURCE / VIRT_MACHINE_ID: learn, and attribute by uuid."""
         record = event.records[0]
         fields = record.fields
-        raw_uuid = fields.get("uuid")
-        if raw_uuid is None or len(raw_uuid) != _UUID_LENGTH or not _UUID.fullmatch(raw_uuid):
-            return []  # e.g. container engines' VIRT_CONTROL with vm=? and no uuid
+        uuid = _guest_uuid(fields.get("uuid"))
+        if uuid is None:
+            return _NOTHING  # e.g. container engines' VIRT_CONTROL with vm=? and no uuid
         sender = fields.get("pid")
         if sender is not None and len(host.daemons) < MAX_DAEMON_PIDS:
             host.daemons.add(sender)
         now = event.sec
         virt = fields.get("virt")
-        guest = self._learn_guest(host, raw_uuid.lower(), _name(fields.get("vm")), virt, now)
+        vm = fields.get("vm")
+        guest = self._learn_guest(host, uuid, _text(vm) if vm is not None else None, virt, now)
         success = fields.get("res", "success").strip("'\"") == "success"
         type_id = record.type_id
         if type_id == _VIRT_CONTROL:
@@ -480,9 +511,9 @@ class GuestRegistry:
             _learn_resource(host, guest, fields, success, now)
         else:
             _learn_machine_id(host, guest, fields, success, now)
-        return [Attribution(guest.uuid, guest.name, BY_UUID, TARGET)]
+        return [_attribution(guest.uuid, guest.name, _BY_UUID)]
 
-    def _host_event(self, host: _Host, event: Event) -> list[Attribution]:
+    def _host_event(self, host: _Host, event: Event) -> Sequence[Attribution]:
         """SYSTEM_BOOT / SYSTEM_SHUTDOWN / DAEMON_START / DAEMON_END: notice host reboots."""
         type_id = event.records[0].type_id
         if type_id == _SYSTEM_SHUTDOWN:
@@ -494,67 +525,86 @@ class GuestRegistry:
             _host_down(host, event.sec + event.msec / 1000)
         else:  # auditd restarted on a running host: the guests keep running
             host.daemon_ended = False
-        return []
+        return _NOTHING
 
     # ------------------------------------------------------------------ attribution
 
-    def _attribute(self, host: _Host, records: list[Record]) -> list[Attribution]:
+    def _attribute(self, host: _Host, records: list[Record], qemu_possible: bool) -> Sequence[Attribution] | None:
+        """The guests ``records`` concern on ``host``: one dict lookup per field of the record's
+        plan (:data:`_PLANS`), keys derived from the raw value once (:mod:`index_keys`).
+
+        PATH, SYSCALL, PROCTITLE and CWD, the records of nearly every syscall event, are looked
+        at by dedicated code doing what their plans say (the generic loop costs about twice as
+        much per field); other records go through the loop.
+
+        With ``qemu_possible`` (a SYSCALL event not checked for qemu's execve yet) it gives
+        ``None`` at an EXECVE record that may name a guest uuid or at a tap to look up (which
+        may be learned), before anything changed: the caller learns from the event first
+        (:meth:`_syscall_event`).  Ordinary syscall events are thus read once.
+        """
+        by_pid = host.by_pid
         found: list[tuple[int, Guest, str]] | None = None
-        by_pid, by_level = host.by_pid, host.by_level
-        paths_known = bool(host.by_image or host.by_scope or host.by_device)
+        guest: Guest | None
         for record in records:
-            plan = _SPLIT_PLANS.get(record.type_id, _DEFAULT_SPLIT_PLAN)
-            if plan is None:
+            type_id = record.type_id
+            if type_id == _PATH_RECORD:  # name, obj
+                fields = record.fields
+                raw = fields.get("name")
+                if raw is not None:
+                    found = _image_evidence(host, raw, found)
+                raw = fields.get("obj")
+                if raw is not None and (guest := _label_guest(host, raw)) is not None:
+                    found = _found(found, _LABEL_TARGET, guest)
+                continue
+            if type_id == _SYSCALL:  # pid, ppid, subj
+                fields = record.fields
+                raw = fields.get("pid")
+                if raw is not None and (guest := by_pid.get(raw)) is not None:
+                    found = _found(found, _PID_SOURCE, guest)
+                raw = fields.get("ppid")
+                if raw is not None and (guest := by_pid.get(raw)) is not None:
+                    found = _found(found, _PARENT, guest)
+                raw = fields.get("subj")
+                if raw is not None and (guest := _label_guest(host, raw)) is not None:
+                    found = _found(found, _LABEL_SOURCE, guest)
+                continue
+            if type_id == _PROCTITLE_RECORD:  # nothing to look at
+                continue
+            if type_id == _CWD_RECORD:  # cwd
+                raw = record.fields.get("cwd")
+                if raw is not None and (guest := _scope_guest(host, raw)) is not None:
+                    found = _found(found, _SCOPE_PATH, guest)
+                continue
+            lookups = _LOOKUPS.get(type_id, _DEFAULT_LOOKUPS)
+            if lookups is None:
+                if type_id == _EXECVE and qemu_possible and _may_name_uuid(record):
+                    return None
                 continue
             fields = record.fields
-            pids, labels, paths, others = plan
-            for key, kind in pids:
-                raw = fields.get(key)
-                if raw is not None and (guest := by_pid.get(raw)) is not None:
-                    found = _add(found, kind, guest)
-            for key, kind in labels:
+            for key, how, kind in lookups:
                 raw = fields.get(key)
                 if raw is None:
                     continue
-                if by_level:
-                    level = _selinux_level(raw)
-                    guest = by_level.get(level) if level is not None else _profile_guest(host, raw)
-                else:
-                    guest = _profile_guest(host, raw)
-                if guest is not None:
-                    found = _add(found, kind, guest)
-            if paths_known:
-                for key, kind in paths:
-                    raw = fields.get(key)
-                    if raw is not None:
-                        found = _path_guests(host, raw, kind, found)
-            for key, kind in others:
-                raw = fields.get(key)
-                if raw is None:
+                if how == _IN_PIDS:
+                    guest = by_pid.get(raw)
+                elif how == _AS_LABEL:
+                    guest = _label_guest(host, raw)
+                elif how == _AS_PATH:
+                    found = _image_evidence(host, raw, found)
                     continue
-                if kind == _TAP:
+                elif how == _AS_SCOPE_PATH:
+                    guest = _scope_guest(host, raw)
+                elif how == _AS_TAP:
+                    if qemu_possible:
+                        return None
                     guest = _tap_guest(host, raw, record, records)
                 elif host.by_mac:
                     guest = host.by_mac.get(values.unquote(raw).lower())
                 else:
                     continue
                 if guest is not None:
-                    found = _add(found, kind, guest)
-        return _answer(found) if found else []
-
-    def _attribute_unknown(self, records: list[Record]) -> list[Attribution]:
-        """A host with no learned guests: only an AppArmor profile can name a guest."""
-        found: list[tuple[int, Guest, str]] | None = None
-        for record in records:
-            fields = record.fields
-            for key, kind in _PLANS.get(record.type_id, _DEFAULT_PLAN):
-                if kind in (_LABEL_SOURCE, _LABEL_TARGET):
-                    raw = fields.get(key)
-                    if raw is not None:
-                        guest = _profile_guest(None, raw)
-                        if guest is not None:
-                            found = _add(found, kind, guest)
-        return _answer(found) if found else []
+                    found = _found(found, kind, guest)
+        return _answer(found) if found is not None else _NOTHING
 
     # ------------------------------------------------------------------ state
 
@@ -622,13 +672,16 @@ class GuestRegistry:
 # ---------------------------------------------------------------------- learning helpers
 
 
-def _name(raw: str | None) -> str | None:
-    """The decoded ``vm=`` name, ``None`` when unset."""
-    return _text(raw) if raw is not None else None
-
-
 def _text(raw: str) -> str | None:
     """A libvirt value decoded (quoted, hex, or libvirt 0.8's single quotes); ``None`` when unset."""
+    text = _TEXT_OF.get(raw, UNSEEN)
+    if text is UNSEEN:
+        text = _TEXTS.remember(raw, _decoded_text(raw), 2 * len(raw))
+    return text
+
+
+def _decoded_text(raw: str) -> str | None:
+    """:func:`_text`, not remembered."""
     if values.is_unset(raw):
         return None
     if raw[:1] == "'":
@@ -636,6 +689,47 @@ def _text(raw: str) -> str | None:
         return text if text and text != "?" else None
     text = values.decode_value(raw)
     return text if text and text != "?" else None
+
+
+def _guest_uuid(raw: str | None) -> str | None:
+    """The lower-case guest uuid of a ``uuid=`` value, ``None`` when it is none."""
+    if raw is None:
+        return None
+    uuid = _GUEST_UUIDS.entries.get(raw, UNSEEN)
+    if uuid is UNSEEN:
+        valid = len(raw) == UUID_LENGTH and UUID_PATTERN.fullmatch(raw) is not None
+        uuid = _GUEST_UUIDS.remember(raw, raw.lower() if valid else None, len(raw))
+    return uuid
+
+
+def _cgroup_scope(raw: str) -> str | None:
+    """The machine scope of a ``cgroup=`` value (:func:`scope_of` of its text), ``None`` when
+    it names none."""
+    scope = _SCOPE_OF_CGROUP.get(raw, UNSEEN)
+    if scope is UNSEEN:
+        cgroup = _text(raw)
+        scope = _CGROUP_SCOPES.remember(raw, scope_of(cgroup) if cgroup is not None else None, 2 * len(raw))
+    return scope
+
+
+def _is_hostdev_node(path: str) -> bool:
+    """Whether ``path`` is a device node of a host-device form (:data:`_HOSTDEV_NODE`)."""
+    answer = _HOSTDEV_NODES.entries.get(path)
+    if answer is None:
+        answer = _HOSTDEV_NODES.remember(path, _HOSTDEV_NODE.fullmatch(path) is not None, len(path))
+    return answer
+
+
+#: Decoded libvirt values (names, paths, cgroups), guest uuids and device-node answers by raw
+#: value: the same guests' values recur with every start, attach and cgroup ACL record.  A host
+#: has some hundred of them per guest; the bounds only matter for hosts with thousands of
+#: transient guests.
+_TEXTS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
+_GUEST_UUIDS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
+_HOSTDEV_NODES: Final[BoundedMemo[str, bool]] = BoundedMemo(4096, 1 << 20)
+_CGROUP_SCOPES: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
+_TEXT_OF: Final = _TEXTS.entries
+_SCOPE_OF_CGROUP: Final = _CGROUP_SCOPES.entries
 
 
 def _learn_control(host: _Host, guest: Guest, fields: dict[str, str], success: bool, at: float) -> None:
@@ -710,15 +804,14 @@ def _learn_resource(host: _Host, guest: Guest, fields: dict[str, str], success: 
     elif resource == "cgroup":
         if (fields.get("class") or fields.get("item")) == "path":  # item= of libvirt 0.8
             path = _text(fields.get("path", "?"))
-            if path is not None and _HOSTDEV_NODE.fullmatch(path):
+            if path is not None and _is_hostdev_node(path):
                 if reason == _CGROUP_GRANT:
                     _grant_device(host, guest, path)
                 elif reason == _CGROUP_REVOKE:
                     _release_device(host, guest, path)
         if not guest.active:
             host.tap_hints[guest.uuid] = now  # a start in progress (libvirt 0.8 writes no net opens)
-        cgroup = _text(fields.get("cgroup", "?"))
-        scope = scope_of(cgroup) if cgroup is not None else None
+        scope = _cgroup_scope(fields.get("cgroup", "?"))
         if scope is not None and scope != guest.scope:
             if guest.scope is not None and host.by_scope.get(guest.scope) is guest:
                 del host.by_scope[guest.scope]
@@ -782,31 +875,17 @@ def _learn_machine_id(host: _Host, guest: Guest, fields: dict[str, str], success
 
 def _model_of(context: str) -> str:
     """The security model of a label without ``model=`` (libvirt 0.8)."""
-    if context.startswith(_PROFILE_PREFIX):
+    if context.startswith(PROFILE_PREFIX):
         return "apparmor"
     if context.startswith("+"):
         return "dac"
-    return "selinux" if context.count(":") >= _SELINUX_PARTS_BEFORE_LEVEL else "unknown"
+    return "selinux" if context.count(":") >= SELINUX_PARTS_BEFORE_LEVEL else "unknown"
 
 
 def _level(context: str) -> str | None:
     """The MLS/MCS level of an SELinux context (everything after the third colon)."""
-    parts = context.split(":", _SELINUX_PARTS_BEFORE_LEVEL)
-    return parts[_SELINUX_PARTS_BEFORE_LEVEL] if len(parts) > _SELINUX_PARTS_BEFORE_LEVEL else None
-
-
-def scope_of(path: str) -> str | None:
-    """The systemd machine scope a cgroup path lies in, or ``None``.
-
-    ``/sys/fs/cgroup/machine.slice/machine-qemu\\x2d1\\x2dweb01.scope/libvirt/`` (cgroup v2) and
-    ``/sys/fs/cgroup/devices/machine.slice/machine-qemu\\x2d1\\x2dweb01.scope`` (v1) both give
-    ``machine-qemu\\x2d1\\x2dweb01.scope``.
-    """
-    at = path.find(_MACHINE_SLICE)
-    if at < 0:
-        return None
-    scope = path[at + len(_MACHINE_SLICE) :].split("/", 1)[0]
-    return scope if scope.endswith(_SCOPE_SUFFIX) else None
+    parts = context.split(":", SELINUX_PARTS_BEFORE_LEVEL)
+    return parts[SELINUX_PARTS_BEFORE_LEVEL] if len(parts) > SELINUX_PARTS_BEFORE_LEVEL else None
 
 
 def _own(host: _Host, guest: Guest, kind: str, value: str) -> None:
@@ -948,7 +1027,7 @@ def _index(host: _Host, guest: Guest) -> None:
 def _qemu_execve(records: list[Record]) -> tuple[str, str | None, str] | None:
     """``(uuid, name, pid)`` when the event is qemu's execve with ``-uuid``, else ``None``."""
     for record in records:
-        if record.type_id == _EXECVE and '"-uuid"' in record.text:
+        if record.type_id == _EXECVE and _may_name_uuid(record):
             break
     else:
         return None
@@ -963,7 +1042,7 @@ def _qemu_execve(records: list[Record]) -> tuple[str, str | None, str] | None:
         uuid = args[args.index("-uuid") + 1]
     except (ValueError, IndexError):
         return None
-    if not _UUID.fullmatch(uuid):
+    if not UUID_PATTERN.fullmatch(uuid):
         return None
     name: str | None = None
     if "-name" in args[:-1]:
@@ -974,109 +1053,124 @@ def _qemu_execve(records: list[Record]) -> tuple[str, str | None, str] | None:
     return uuid.lower(), name, pid
 
 
+def _may_name_uuid(record: Record) -> bool:
+    """Whether an EXECVE record's line holds ``"-uuid"`` (qemu's option naming its guest).
+
+    The answer for a body is remembered by the identity of its shared fields (one dict per body
+    text, :attr:`Record.shared`): long argument lists (archives of a thousand files, compiler
+    runs) recur, and searching their text again costs more than the lookup.  The header cannot
+    hold the quoted word unless the ``node=`` name has a quote, so the body decides for lines
+    without one.
+    """
+    text = record.text
+    shared = record.shared
+    node = record.node
+    if len(text) <= _SEARCHED_EXECVE_CHARS or shared is None or (node is not None and '"' in node):
+        return '"-uuid"' in text
+    key = id(shared)
+    if _PLAIN_EXECVES.entries.get(key) is shared:
+        return False
+    if '"-uuid"' in text:
+        return True
+    _PLAIN_EXECVES.remember(key, shared, len(text))
+    return False
+
+
+#: EXECVE lines up to this long are searched each time: that costs less than the memo lookup.
+_SEARCHED_EXECVE_CHARS: Final = 512
+
+
+#: Shared fields of EXECVE bodies without ``"-uuid"``, by identity (an entry keeps its dict alive,
+#: so no other dict can take its address while it is here).  Bounded by the characters of their
+#: lines: a build host runs a few hundred distinct long command lines.
+_PLAIN_EXECVES: Final[BoundedMemo[int, dict[str, str]]] = BoundedMemo(1024, 2 << 20)
+
+
 # ---------------------------------------------------------------------- attribution helpers
 
 
-def _add(found: list[tuple[int, Guest, str]] | None, kind: int, guest: Guest) -> list[tuple[int, Guest, str]]:
+def _found(found: list[tuple[int, Guest, str]] | None, kind: int, guest: Guest) -> list[tuple[int, Guest, str]]:
+    """``found`` (a new list when ``None``) with ``guest`` found by evidence ``kind``."""
     if found is None:
         return [(kind, guest, guest.uuid)]
     found.append((kind, guest, guest.uuid))
     return found
 
 
+def _label_guest(host: _Host, raw: str) -> Guest | None:
+    """The guest a security label names: the SELinux MCS level of an active guest, or an
+    AppArmor profile ``libvirt-UUID`` (a guest the host has not seen is reported too, without a
+    name: the uuid names it for sure)."""
+    level, uuid = LABEL_KEYS.get(raw) or label_keys(raw)
+    if level is not None and host.by_level:
+        return host.by_level.get(level)
+    if uuid is not None:
+        return host.guests.get(uuid) or Guest(uuid)
+    return None
+
+
+def _image_evidence(
+    host: _Host, raw: str, found: list[tuple[int, Guest, str]] | None
+) -> list[tuple[int, Guest, str]] | None:
+    """``found`` with the guests a file path names: holders of the disk image or filesystem
+    source, the guest a device node is passed through to, the guest whose scope holds it."""
+    path, scope = PATH_KEYS.get(raw) or path_keys(raw)
+    if path is None:
+        return found
+    holders = host.by_image.get(path)
+    if holders is not None:
+        for holder in holders:
+            found = _found(found, _PATH, holder)
+    guest = host.by_device.get(path)
+    if guest is not None:
+        found = _found(found, _DEVICE_PATH, guest)
+    if scope is not None and (guest := host.by_scope.get(scope)) is not None:
+        found = _found(found, _SCOPE_PATH, guest)
+    return found
+
+
+def _scope_guest(host: _Host, raw: str) -> Guest | None:
+    """The guest whose machine scope a cgroup path or unit names."""
+    scope = SCOPE_PATH_KEYS.get(raw, UNSEEN)
+    if scope is UNSEEN:
+        scope = scope_path_key(raw)
+    return host.by_scope.get(scope) if scope is not None else None
+
+
 def _answer(found: list[tuple[int, Guest, str]]) -> list[Attribution]:
     """One attribution per guest, with its best evidence, best first."""
     if len(found) > 1:
-        found.sort(key=lambda item: item[0])
+        found.sort(key=_evidence_kind)
     answer: list[Attribution] = []
     seen: set[str] = set()
     for kind, guest, uuid in found:
         if uuid in seen:
             continue
         seen.add(uuid)
-        method, side = _KINDS[kind]
-        answer.append(Attribution(uuid, guest.name, method, side))
+        answer.append(_attribution(uuid, guest.name, kind))
         if len(answer) == MAX_GUESTS_PER_EVENT:
             break
     return answer
 
 
-def _label_guest(host: _Host, raw: str) -> Guest | None:
-    """The guest a security label belongs to: SELinux MCS level of an active guest, or AppArmor
-    profile ``libvirt-UUID``."""
-    if host.by_level:
-        level = _selinux_level(raw)
-        if level is not None:
-            return host.by_level.get(level)
-    return _profile_guest(host, raw)
+def _evidence_kind(item: tuple[int, Guest, str]) -> int:
+    return item[0]
 
 
-#: SELinux context -> its level (``None``: not a context with a level).  Bounded: a host has few
-#: distinct contexts; the cache starts over when a stream of odd values fills it.
-_LEVELS: dict[str, str | None] = {}
-_MAX_LEVELS: Final = 4096
+#: Attributions by ``(uuid, name, evidence kind)``: they are immutable, and the same few guests
+#: are reported again and again.
+_ATTRIBUTIONS: Final[BoundedMemo[tuple[str, str | None, int], Attribution]] = BoundedMemo(4096, 1 << 20)
 
 
-def _selinux_level(raw: str) -> str | None:
-    """The MCS/MLS level of a SELinux context as written (``user:role:type:LEVEL``)."""
-    level = _LEVELS.get(raw, _NO_LEVEL)
-    if level is not _NO_LEVEL:
-        return level
-    parts = raw.split(":", _SELINUX_PARTS_BEFORE_LEVEL)
-    level = parts[_SELINUX_PARTS_BEFORE_LEVEL] if len(parts) > _SELINUX_PARTS_BEFORE_LEVEL else None
-    if len(_LEVELS) >= _MAX_LEVELS:
-        _LEVELS.clear()
-    _LEVELS[raw] = level
-    return level
-
-
-def _profile_guest(host: _Host | None, raw: str) -> Guest | None:
-    """The guest of an AppArmor profile (``libvirt-UUID``, ``"libvirt-UUID"``, ``libvirt-UUID (enforce)``).
-
-    The uuid names the guest for sure, so a guest the registry has not seen yet is reported too
-    (without a name).
-    """
-    start = 1 if raw[:1] == '"' else 0
-    if not raw.startswith(_PROFILE_PREFIX, start):
-        return None
-    uuid = raw[start + len(_PROFILE_PREFIX) : start + _PROFILE_UUID_END]
-    if not _UUID.fullmatch(uuid):
-        return None
-    uuid = uuid.lower()
-    guest = host.guests.get(uuid) if host is not None else None
-    return guest if guest is not None else Guest(uuid)
-
-
-def _path_guests(
-    host: _Host, raw: str, kind: int, found: list[tuple[int, Guest, str]] | None
-) -> list[tuple[int, Guest, str]] | None:
-    """Guests owning the image at ``raw`` or whose cgroup scope contains it."""
-    first = raw[:1]
-    if first == "/":
-        path = raw
-    elif first == '"' and raw[-1] == '"' and raw.find('"', 1) == len(raw) - 1:
-        path = raw[1:-1]  # what decode_value gives, without the call
-    else:
-        path = values.decode_value(raw)
-    if path[:1] != "/":
-        if kind != _SCOPE_PATH:
-            return found
-        path = "/" + path  # unit= names a scope without a directory
-    if kind == _PATH and host.by_image:
-        holders = host.by_image.get(path)
-        if holders is not None:
-            for guest in holders:
-                found = _add(found, _PATH, guest)
-    if kind == _PATH and host.by_device:
-        user = host.by_device.get(path)
-        if user is not None:
-            found = _add(found, _DEVICE_PATH, user)
-    if host.by_scope and (kind == _SCOPE_PATH or _MACHINE_SLICE in path):
-        scope = scope_of(path) if _MACHINE_SLICE in path else path[1:]
-        owner = host.by_scope.get(scope) if scope is not None else None
-        if owner is not None:
-            found = _add(found, _SCOPE_PATH, owner)
-    return found
+def _attribution(uuid: str, name: str | None, kind: int) -> Attribution:
+    """The attribution of guest ``uuid`` (named ``name``) by evidence ``kind`` (shared)."""
+    key = (uuid, name, kind)
+    attribution = _ATTRIBUTIONS.entries.get(key)
+    if attribution is None:
+        method, side = _KINDS[kind]
+        size = len(uuid) + len(name or "")
+        attribution = _ATTRIBUTIONS.remember(key, Attribution(uuid, name, method, side), size)
+    return attribution
 
 
 def _tap_guest(host: _Host, raw: str, record: Record, records: list[Record]) -> Guest | None:
@@ -1129,7 +1223,7 @@ def _guest_from_state(item: Any) -> Guest | None:
         return None
     uuid = item.get("uuid")
     state = item.get("state")
-    if not isinstance(uuid, str) or not _UUID.fullmatch(uuid) or not isinstance(state, str):
+    if not isinstance(uuid, str) or not UUID_PATTERN.fullmatch(uuid) or not isinstance(state, str):
         return None
     guest = Guest(uuid.lower(), state=state, last_seen=_int(item.get("last_seen")))
     for key in _GUEST_TEXT_FIELDS:
@@ -1155,13 +1249,21 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+#: The host of events whose ``node=`` the registry has no entry for: it knows no guest, so only
+#: a profile ``libvirt-UUID`` names one.  Attribution never changes it (a tap is learned only
+#: with a tap hint, and it has none); learning creates a real host (:meth:`GuestRegistry._host`).
+_NO_HOST: Final = _Host()
+
 # First record type -> learner.  SYSCALL events are looked at for qemu's execve separately.
 _LEARNERS: Final = {
-    _VIRT_CONTROL: GuestRegistry._virt_record,
-    _VIRT_RESOURCE: GuestRegistry._virt_record,
-    _VIRT_MACHINE_ID: GuestRegistry._virt_record,
-    _SYSTEM_BOOT: GuestRegistry._host_event,
-    _SYSTEM_SHUTDOWN: GuestRegistry._host_event,
-    _DAEMON_START: GuestRegistry._host_event,
-    _DAEMON_END: GuestRegistry._host_event,
+    _TYPE_NUMBERS.get(type_id, type_id): learner
+    for type_id, learner in {
+        _VIRT_CONTROL: GuestRegistry._virt_record,
+        _VIRT_RESOURCE: GuestRegistry._virt_record,
+        _VIRT_MACHINE_ID: GuestRegistry._virt_record,
+        _SYSTEM_BOOT: GuestRegistry._host_event,
+        _SYSTEM_SHUTDOWN: GuestRegistry._host_event,
+        _DAEMON_START: GuestRegistry._host_event,
+        _DAEMON_END: GuestRegistry._host_event,
+    }.items()
 }

@@ -1,0 +1,83 @@
+"""The assembler's hot path: events built without their ``__init__`` and the memory of recent
+event keys (fragments), against a plain model of the rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from forwarder.audit import assemble as assemble_module
+from forwarder.audit.assemble import Assembler, assemble_lines
+from forwarder.audit.record import Event, Record, parse_line
+from forwarder.generate import GeneratorOptions, generate_lines
+
+
+def test_events_and_their_fields_are_all_set() -> None:
+    """Events are built without their ``__init__``: every field must still be set."""
+    names = [field.name for field in dataclasses.fields(Event)]
+    lines = list(generate_lines(GeneratorOptions(seed=9, records=2_000, node="hv-1")))
+    events = assemble_lines(lines, Assembler(max_in_flight=1))
+    assert any(event.forced for event in events)
+    for event in events:
+        assert Event(*[getattr(event, name) for name in names]) == event
+
+
+def _expected_fragments(creations: list[tuple[tuple[str | None, int, int, int], int]]) -> list[bool]:
+    """The fragment rule as written down: a kernel event whose key is among the remembered keys
+    of earlier kernel events is a fragment; each new key forgets at most the oldest key, when it
+    is older than the memory's seconds or the memory holds more keys than allowed."""
+    recent: dict[tuple[str | None, int, int, int], int] = {}
+    fragments = []
+    for key, sec in creations:
+        if key in recent:
+            fragments.append(True)
+            continue
+        recent[key] = sec
+        oldest = next(iter(recent))
+        if recent[oldest] < sec - assemble_module.FRAGMENT_MEMORY_SECONDS or (
+            len(recent) > assemble_module.FRAGMENT_MEMORY_KEYS
+        ):
+            del recent[oldest]
+        fragments.append(False)
+    return fragments
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fragments_follow_the_memory_of_recent_keys(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_KEYS", 6)
+    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_SECONDS", 5)
+    rng = random.Random(seed)
+    assembler = Assembler()
+    creations = []
+    fragments = []
+    sec = 1_000
+    for _ in range(400):
+        sec += rng.choice([0, 0, 1, 2, 7])
+        key = (rng.choice([None, "hv1"]), sec - rng.randrange(12), rng.randrange(3), rng.randrange(4))
+        node, key_sec, msec, serial = key
+        prefix = f"node={node} " if node else ""
+        # PROCTITLE ends its event at once: every record makes a kernel event of its own, which
+        # is handed out right away (nothing else is pending).
+        record = parse_line(f"{prefix}type=PROCTITLE msg=audit({key_sec}.{msec:03d}:{serial}): proctitle=6C73")
+        assert isinstance(record, Record)
+        creations.append((key, key_sec))
+        ready = assembler.feed(record)
+        assert [event.key for event in ready] == [key]
+        fragments += [event.fragment for event in ready]
+    assert any(fragments) and not all(fragments)
+    assert fragments == _expected_fragments(creations)
+
+
+def test_a_key_exactly_the_memory_old_is_still_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_SECONDS", 5)
+    assembler = Assembler()
+    flags = []
+    for sec, serial in ((100, 1), (105, 2), (100, 1), (106, 3), (100, 1)):
+        record = parse_line(f"type=PROCTITLE msg=audit({sec}.000:{serial}): proctitle=6C73")
+        assert isinstance(record, Record)
+        flags += [event.fragment for event in assembler.feed(record)]
+    # The second sight of key 1 is 5 s older than the newest key: remembered.  The key of second
+    # 106 makes it 6 s old, so it is forgotten (the oldest goes first, one per new key).
+    assert flags == [False, False, True, False, False]
