@@ -375,7 +375,7 @@ def test_label_keys(raw: str, keys: tuple[str | None, str | None]) -> None:
     [
         ('"/var/lib/libvirt/images/web01.qcow2"', ("/var/lib/libvirt/images/web01.qcow2", None)),
         ("/dev/vfio/42", ("/dev/vfio/42", None)),
-        ("2F746D702F612062", ("/tmp/a b", None)),
+        ("2F7372762F612062", ("/srv/a b", None)),
         ('"relative/name"', (None, None)),
         ("(null)", (None, None)),
         ('"', (None, None)),

@@ -89,7 +89,11 @@ _STATE: Final = 5
 #: The key of an event: ``(node, sec, msec, serial)``.
 _Key = tuple[str | None, int, int, int]
 
+#: Allocates an Event without running its __init__ (see :meth:`Assembler.feed`).
 _new_event: Final = object.__new__
+
+#: A log second no line reaches (the timeout scan's start when nothing is building).
+_NEVER: Final = 1 << 62
 
 
 class Assembler:
@@ -122,8 +126,10 @@ class Assembler:
         # libauparse's slot numbers: a new event takes the lowest free one.
         self._free_slots: list[int] = []
         self._next_slot = 0
-        # No building event is older than this second: lets most lines skip the timeout scan.
-        self._oldest_building_sec = 0
+        # The log second from which a building event may have timed out: no building event is
+        # older than this minus the timeout, so lines before it skip the timeout scan (a scan
+        # when nothing is due, or nothing is building, changes nothing).
+        self._expire_from = _NEVER
         # Keys of recent kernel events, and the same keys with their seconds in creation order
         # (to forget the oldest first), to mark later fragments.
         self._recent_keys: set[_Key] = set()
@@ -154,7 +160,7 @@ class Assembler:
             if ends:
                 pending[_STATE][0] = True
                 del building[key]
-            if building and sec - self.timeout >= self._oldest_building_sec:
+            if sec >= self._expire_from:
                 self._expire(sec)
             return []
         if type_id == _EOE:
@@ -174,19 +180,28 @@ class Assembler:
         if not (type_id < _FIRST_SYSCALL_TYPE or type_id >= _FIRST_USER_ANOMALY):  # not is_standalone_type
             self._remember(key, event)
         free = self._free_slots
+        heap = self._heap
+        if ends and not heap:
+            # Nothing pending (so nothing building): the event is complete and handed out at
+            # once.  It takes the lowest free slot and frees it again; with nothing pending every
+            # slot is free, so that is slot 0, which only the first event makes.
+            if not free:
+                free.append(0)
+                self._next_slot = 1
+            stats.events += 1
+            return [event]
         if free:
             slot = heapq.heappop(free)
         else:
             slot = self._next_slot
             self._next_slot = slot + 1
         pending = (sec, msec, serial, slot, event, [ends])
-        heap = self._heap
         heapq.heappush(heap, pending)
         if not ends:
-            if not building or sec < self._oldest_building_sec:
-                self._oldest_building_sec = sec
+            if not building or sec + self.timeout < self._expire_from:
+                self._expire_from = sec + self.timeout
             building[key] = pending
-        if building and sec - self.timeout >= self._oldest_building_sec:
+        if sec >= self._expire_from:
             self._expire(sec)
         # A line that started an event: hand out what is ready (_emit, inlined).
         ready: list[Event] = []
@@ -208,6 +223,7 @@ class Assembler:
         self._building.clear()
         self._free_slots.clear()
         self._next_slot = 0
+        self._expire_from = _NEVER
         self.stats.events += len(ready)
         return ready
 
@@ -237,7 +253,7 @@ class Assembler:
                 oldest = sec
         for key in expired:
             self._building.pop(key)[_STATE][0] = True
-        self._oldest_building_sec = oldest if oldest is not None else 0
+        self._expire_from = oldest + self.timeout if oldest is not None else _NEVER
 
     def _emit(self) -> list[Event]:
         heap = self._heap

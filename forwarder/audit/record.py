@@ -34,10 +34,11 @@ _HEADER = re.compile(
     r"msg=audit\((?P<sec>\d+)\.(?P<msec>\d{1,3}):(?P<serial>\d+)\):? ?"
 )
 
-#: The same header with ASCII digits, capturing the text after it too: every line auditd writes.
-#: A line it matches, :data:`_HEADER` matches the same way (``[0-9]`` is part of ``\d``, and the
-#: digits are followed by the same punctuation), so it only saves work; lines with other digits
-#: go through :data:`_HEADER`.
+#: The same header with ASCII digits, capturing the stamp (``msg=audit(...)`` and its colon, the
+#: text :data:`_STAMP_TOKEN` reads) and the text after the header too: every line auditd writes,
+#: for the lines :func:`parse_line` does not read without a regex (``node=`` ones mostly).  A line
+#: it matches, :data:`_HEADER` matches the same way (``[0-9]`` is part of ``\d``, and the digits
+#: are followed by the same punctuation); lines with other digits go through :data:`_HEADER`.
 _ASCII_LINE = re.compile(
     r"(?:node=(\S*) )?type=([A-Za-z0-9_\[\]]+) (msg=audit\(([0-9]+)\.([0-9]{1,3}):([0-9]+)\):?) ?(.*)",
     re.DOTALL,
@@ -99,7 +100,7 @@ class _Remembered:
             to be set) followed by the task part's fields: a SYSCALL record's fields are a copy
             of it with the per-call values set, keys in log order.  ``None`` otherwise.
         used: the body was looked up again since it was remembered or last spared (see
-            :meth:`_BodyMemo.parse`).
+            :meth:`_BodyMemo.add`).
     """
 
     __slots__ = ("call_template", "duplicates", "enriched", "fields", "message", "used")
@@ -186,10 +187,11 @@ _SHORT_BODY_MAX_CHARS: Final = 1024
 _LONG_BODY_MAX_CHARS: Final = 64 << 10
 
 #: The parser's memos (module state: they only ever hold what parsing would give again).  Two
-#: thousand short bodies cover a host's routine; the long ones are limited by their characters
-#: (512 Ki characters, with their parsed copies a few MiB: a long body is mostly many short
-#: fields, each a string object of its own).  Both are full after some ten thousand records, so
-#: memory does not grow with the input.
+#: thousand short bodies cover a host's routine (a SYSCALL task part also keeps its
+#: :attr:`_Remembered.call_template`, a second dict of its size); the long ones are limited by
+#: their characters (512 Ki characters, with their parsed copies a few MiB: a long body is mostly
+#: many short fields, each a string object of its own).  Both are full after some ten thousand
+#: records, so memory does not grow with the input.
 _SHORT_BODIES: Final = _BodyMemo(max_entries=2048, max_chars=2048 * _SHORT_BODY_MAX_CHARS)
 _LONG_BODIES: Final = _BodyMemo(max_entries=128, max_chars=512 << 10)
 #: The short bodies' entries, looked up directly on the hot path (:meth:`_BodyMemo.get` inlined).
@@ -287,7 +289,7 @@ def is_standalone_type(type_id: int) -> bool:
 
 
 def decode_line(line: bytes) -> tuple[str, bool]:
-    """Decode one line to text, keeping the meaning of every byte.
+    """Decode one line to text, keeping the meaning of every byte (as :func:`parse_line` does).
 
     Returns the text and whether the line was valid UTF-8.  Invalid bytes become ``\\xNN``
     escapes, so nothing is lost and the result always encodes to JSON.
@@ -510,7 +512,7 @@ def _record(
                 enriched = remembered.enriched
                 message = remembered.message
     # Record(node, type_name, ...) without the call of its __init__ (one per line on the hot
-    # path): every field is set here (tests/test_record_memo.py checks).
+    # path): every field is set here (tests/test_record_fast_paths.py checks).
     record = _new_record(Record)
     record.node = node
     record.type = type_name
@@ -528,6 +530,7 @@ def _record(
     return record
 
 
+#: Allocates a Record without running its __init__ (see :func:`_record`).
 _new_record: Final = object.__new__
 
 

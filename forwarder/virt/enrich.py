@@ -26,6 +26,7 @@ from forwarder.audit.record import Event, Record
 from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
 from forwarder.audit.values import UNSET_VALUES
 from forwarder.virt.guests import Attribution, GuestRegistry
+from forwarder.virt.index_keys import UNSEEN
 from forwarder.virt.memo import BoundedMemo
 
 #: VIRT_CONTROL ``op=`` -> ``event.type`` (other ops keep the normalizer's).
@@ -51,7 +52,7 @@ RESOURCE_EVENT_TYPES: Final[Mapping[str, list[str]]] = {
 _VIRT_CONTROL: Final = 2500
 _VIRT_RESOURCE: Final = 2501
 _VIRT_MACHINE_ID: Final = 2502
-#: VIRT_* types as the parser gives them (its table's objects: a set lookup then matches by identity).
+#: The VIRT_* type numbers, the parser's own objects (a set lookup then matches by identity).
 _VIRT_TYPES: Final = frozenset(
     number for number in RECORD_TYPE_NUMBERS.values() if number in (_VIRT_CONTROL, _VIRT_RESOURCE, _VIRT_MACHINE_ID)
 )
@@ -226,8 +227,8 @@ _SIDE_KEYS: Final = _SIDE_KEYS_MEMO.entries
 def _decoded(raw: str, encoded: bool) -> str | None:
     """A libvirt value as text (hex/quotes/0.8's single quotes undone), ``None`` when unset."""
     memo = _ENCODED_TEXTS if encoded else _PLAIN_TEXTS
-    text = memo.entries.get(raw, _UNSEEN)
-    if text is _UNSEEN:
+    text = memo.entries.get(raw, UNSEEN)
+    if text is UNSEEN:
         text = memo.remember(raw, _decoded_text(raw, encoded), 2 * len(raw))
     return text
 
@@ -245,13 +246,11 @@ def _decoded_text(raw: str, encoded: bool) -> str | None:
     return text if text and text != "?" else None
 
 
-#: :func:`_decoded` by raw value, of fields that may be encoded and of the others: a guest's
-#: paths, cgroup, devices and MACs recur in its records at every start.  Bounded for hosts with
-#: thousands of transient guests.
+#: :func:`_decoded` by raw value (:data:`~forwarder.virt.index_keys.UNSEEN`: not remembered), of
+#: fields that may be encoded and of the others: a guest's paths, cgroup, devices and MACs recur
+#: in its records at every start.  Bounded for hosts with thousands of transient guests.
 _ENCODED_TEXTS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
 _PLAIN_TEXTS: Final[BoundedMemo[str, str | None]] = BoundedMemo(4096, 1 << 20)
-#: What the memos give for a value not remembered (``None`` is an answer there).
-_UNSEEN: Final = "\0unseen"
 
 
 def _integer(raw: str | None) -> int | None:

@@ -147,7 +147,10 @@ _SYSTEM_SHUTDOWN: Final = 1128
 _DAEMON_START: Final = 1200
 _DAEMON_END: Final = 1201
 _SYSCALL: Final = 1300
+_PATH_RECORD: Final = 1302
+_CWD_RECORD: Final = 1307
 _EXECVE: Final = 1309
+_PROCTITLE_RECORD: Final = 1327
 _VIRT_CONTROL: Final = 2500
 _VIRT_RESOURCE: Final = 2501
 _VIRT_MACHINE_ID: Final = 2502
@@ -272,11 +275,13 @@ _KINDS: Final[Mapping[int, tuple[str, str]]] = {
     _DEVICE_PATH: (BY_DEVICE, TARGET),
 }
 
-#: Record type number -> the fields to look at and what each is evidence of.
+#: Record type number -> the fields to look at and what each is evidence of.  SYSCALL, PATH, CWD,
+#: PROCTITLE and the default plan run as dedicated code (:meth:`GuestRegistry._attribute`), held
+#: to these plans by ``tests/test_guests_fast_paths.py``.
 _PLANS: Final[Mapping[int, tuple[tuple[str, int], ...]]] = {
     _SYSCALL: (("pid", _PID_SOURCE), ("ppid", _PARENT), ("subj", _LABEL_SOURCE)),
-    1302: (("name", _PATH), ("obj", _LABEL_TARGET)),  # PATH
-    1307: (("cwd", _SCOPE_PATH),),  # CWD
+    _PATH_RECORD: (("name", _PATH), ("obj", _LABEL_TARGET)),
+    _CWD_RECORD: (("cwd", _SCOPE_PATH),),
     1318: (("opid", _PID_TARGET), ("obj", _LABEL_TARGET)),  # OBJ_PID
     1324: (("smac", _MAC_SOURCE), ("dmac", _MAC_TARGET)),  # NETFILTER_PKT
     1400: (  # AVC: SELinux (scontext/tcontext) or AppArmor (profile/peer, full path in name)
@@ -295,7 +300,7 @@ _PLANS: Final[Mapping[int, tuple[tuple[str, int], ...]]] = {
     1700: (("dev", _TAP),),  # ANOM_PROMISCUOUS
     _EXECVE: (),
     1320: (),  # EOE
-    1327: (),  # PROCTITLE
+    _PROCTITLE_RECORD: (),
     1306: (),  # SOCKADDR
     _VIRT_CONTROL: (),
     _VIRT_RESOURCE: (),
@@ -348,11 +353,6 @@ _LOOKUPS: Final[Mapping[int, tuple[_Lookup, ...] | None]] = {
     _TYPE_NUMBERS.get(type_id, type_id): _lookups(plan) for type_id, plan in _PLANS.items()
 }
 _DEFAULT_LOOKUPS: Final = _lookups(_DEFAULT_PLAN)
-
-#: Record types with dedicated code in :meth:`GuestRegistry._attribute`.
-_PATH_RECORD: Final = 1302
-_CWD_RECORD: Final = 1307
-_PROCTITLE_RECORD: Final = 1327
 
 #: The answer for an event that concerns no guest (shared: callers only read answers).
 _NOTHING: Final[Sequence[Attribution]] = ()
@@ -436,7 +436,8 @@ class GuestRegistry:
 
         Returns:
             At most :data:`MAX_GUESTS_PER_EVENT` attributions, one per guest; empty when the
-            event concerns no known guest.  Never raises for bad input.
+            event concerns no known guest (an empty answer is shared: read answers, do not
+            change them).  Never raises for bad input.
         """
         records = event.records
         if not records:
@@ -533,9 +534,11 @@ class GuestRegistry:
         """The guests ``records`` concern on ``host``: one dict lookup per field of the record's
         plan (:data:`_PLANS`), keys derived from the raw value once (:mod:`index_keys`).
 
-        PATH, SYSCALL, PROCTITLE and CWD, the records of nearly every syscall event, are looked
-        at by dedicated code doing what their plans say (the generic loop costs about twice as
-        much per field); other records go through the loop.
+        PATH, SYSCALL, PROCTITLE and CWD, the records of nearly every syscall event, and the
+        records of the default plan (user messages) are looked at by dedicated code doing what
+        their plans say (the generic loop costs about twice as much per field); other records go
+        through the loop.  ``tests/test_guests_fast_paths.py`` holds both to a plain reading of
+        the plans.
 
         With ``qemu_possible`` (a SYSCALL event not checked for qemu's execve yet) it gives
         ``None`` at an EXECVE record that may name a guest uuid or at a tap to look up (which
@@ -581,6 +584,20 @@ class GuestRegistry:
                     return None
                 continue
             fields = record.fields
+            if lookups is _DEFAULT_LOOKUPS:  # pid, ppid, subj, unit (user messages and the like)
+                raw = fields.get("pid")
+                if raw is not None and (guest := by_pid.get(raw)) is not None:
+                    found = _found(found, _PID_SOURCE, guest)
+                raw = fields.get("ppid")
+                if raw is not None and (guest := by_pid.get(raw)) is not None:
+                    found = _found(found, _PARENT, guest)
+                raw = fields.get("subj")
+                if raw is not None and (guest := _label_guest(host, raw)) is not None:
+                    found = _found(found, _LABEL_SOURCE, guest)
+                raw = fields.get("unit")
+                if raw is not None and (guest := _scope_guest(host, raw)) is not None:
+                    found = _found(found, _SCOPE_PATH, guest)
+                continue
             for key, how, kind in lookups:
                 raw = fields.get(key)
                 if raw is None:
@@ -1082,8 +1099,8 @@ _SEARCHED_EXECVE_CHARS: Final = 512
 
 #: Shared fields of EXECVE bodies without ``"-uuid"``, by identity (an entry keeps its dict alive,
 #: so no other dict can take its address while it is here).  Bounded by the characters of their
-#: lines: a build host runs a few hundred distinct long command lines.
-_PLAIN_EXECVES: Final[BoundedMemo[int, dict[str, str]]] = BoundedMemo(1024, 2 << 20)
+#: lines, as the parser's memo of long bodies: half a million characters of argument lists.
+_PLAIN_EXECVES: Final[BoundedMemo[int, dict[str, str]]] = BoundedMemo(1024, 512 << 10)
 
 
 # ---------------------------------------------------------------------- attribution helpers
