@@ -1,27 +1,17 @@
-"""The assembler's hot path: events built without their ``__init__`` and the memory of recent
-event keys (fragments), against a plain model of the rules."""
+"""The assembler's memory of recent event keys (fragments), against a plain model of the rules."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
 
-from forwarder.audit import assemble as assemble_module
-from forwarder.audit.assemble import Assembler, assemble_lines
-from forwarder.audit.record import Event, Record, parse_line
-from forwarder.generate import GeneratorOptions, generate_lines
+from forwarder.audit.assemble import Assembler
+from forwarder.audit.record import Record, parse_line
 
-
-def test_events_and_their_fields_are_all_set() -> None:
-    """Events are built without their ``__init__``: every field must still be set."""
-    names = [field.name for field in dataclasses.fields(Event)]
-    lines = list(generate_lines(GeneratorOptions(seed=9, records=2_000, node="hv-1")))
-    events = assemble_lines(lines, Assembler(max_in_flight=1))
-    assert any(event.forced for event in events)
-    for event in events:
-        assert Event(*[getattr(event, name) for name in names]) == event
+#: A short memory, so that both of its limits are reached often.
+MEMORY_SECONDS = 5
+MEMORY_KEYS = 6
 
 
 def _expected_fragments(creations: list[tuple[tuple[str | None, int, int, int], int]]) -> list[bool]:
@@ -36,20 +26,16 @@ def _expected_fragments(creations: list[tuple[tuple[str | None, int, int, int], 
             continue
         recent[key] = sec
         oldest = next(iter(recent))
-        if recent[oldest] < sec - assemble_module.FRAGMENT_MEMORY_SECONDS or (
-            len(recent) > assemble_module.FRAGMENT_MEMORY_KEYS
-        ):
+        if recent[oldest] < sec - MEMORY_SECONDS or len(recent) > MEMORY_KEYS:
             del recent[oldest]
         fragments.append(False)
     return fragments
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_fragments_follow_the_memory_of_recent_keys(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_KEYS", 6)
-    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_SECONDS", 5)
+def test_fragments_follow_the_memory_of_recent_keys(seed: int) -> None:
     rng = random.Random(seed)
-    assembler = Assembler()
+    assembler = Assembler(fragment_memory_seconds=MEMORY_SECONDS, fragment_memory_keys=MEMORY_KEYS)
     creations = []
     fragments = []
     sec = 1_000
@@ -70,9 +56,8 @@ def test_fragments_follow_the_memory_of_recent_keys(seed: int, monkeypatch: pyte
     assert fragments == _expected_fragments(creations)
 
 
-def test_a_key_exactly_the_memory_old_is_still_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assemble_module, "FRAGMENT_MEMORY_SECONDS", 5)
-    assembler = Assembler()
+def test_a_key_exactly_the_memory_old_is_still_remembered() -> None:
+    assembler = Assembler(fragment_memory_seconds=5)
     flags = []
     for sec, serial in ((100, 1), (105, 2), (100, 1), (106, 3), (100, 1)):
         record = parse_line(f"type=PROCTITLE msg=audit({sec}.000:{serial}): proctitle=6C73")

@@ -15,7 +15,6 @@ from forwarder.audit.record import Event, Record, parse_line
 from forwarder.ecs.fields import check_document
 from forwarder.ecs.normalize import NormalizeOptions, normalize
 from forwarder.generate import GeneratorOptions, generate_lines
-from forwarder.virt import guests as guests_module
 from forwarder.virt.enrich import enrich
 from forwarder.virt.guests import (
     DOWN,
@@ -688,14 +687,13 @@ def test_stopped_guests_are_forgotten_after_the_retention() -> None:
     assert libvirt(docs[-1]) is None
 
 
-def test_guest_count_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(guests_module, "MAX_GUESTS_PER_HOST", 20)
+def test_guest_count_is_capped() -> None:
     log = Log()
     uuids = [f"00000000-0000-4000-8000-{index:012x}" for index in range(60)]
     for uuid in uuids:
         log.control(uuid, "t", "stop", "shutdown", 0)
     log.start(UUID_A, "web01", 2201)
-    registry = GuestRegistry()
+    registry = GuestRegistry(max_guests_per_host=20)
     documents(log, registry)
     known = {guest.uuid for guest in registry.guests()}
     assert len(known) <= 20

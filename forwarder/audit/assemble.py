@@ -89,9 +89,6 @@ _STATE: Final = 5
 #: The key of an event: ``(node, sec, msec, serial)``.
 _Key = tuple[str | None, int, int, int]
 
-#: Allocates an Event without running its __init__ (see :meth:`Assembler.feed`).
-_new_event: Final = object.__new__
-
 #: A log second no line reaches (the timeout scan's start when nothing is building).
 _NEVER: Final = 1 << 62
 
@@ -103,6 +100,9 @@ class Assembler:
         end_of_event_timeout: seconds of log time after which an open event is complete.
         max_in_flight: open events kept before the oldest is closed early (counted in
             ``stats.forced`` and marked ``Event.forced``).
+        fragment_memory_seconds, fragment_memory_keys: how long (log seconds) and how many keys
+            of emitted kernel events are remembered to mark later records as fragments
+            (:data:`FRAGMENT_MEMORY_SECONDS`, :data:`FRAGMENT_MEMORY_KEYS`).
 
     Use :meth:`feed` for each record in log order and :meth:`flush` at the end of input.
     """
@@ -111,6 +111,8 @@ class Assembler:
         self,
         end_of_event_timeout: int = DEFAULT_END_OF_EVENT_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        fragment_memory_seconds: int = FRAGMENT_MEMORY_SECONDS,
+        fragment_memory_keys: int = FRAGMENT_MEMORY_KEYS,
     ) -> None:
         if end_of_event_timeout < 0:
             raise ValueError("end_of_event_timeout must be >= 0")
@@ -118,6 +120,8 @@ class Assembler:
             raise ValueError("max_in_flight must be >= 1")
         self.timeout = end_of_event_timeout
         self.max_in_flight = max_in_flight
+        self.fragment_memory_seconds = fragment_memory_seconds
+        self.fragment_memory_keys = fragment_memory_keys
         self.stats = AssemblerStats()
         # Events still being built, by key.
         self._building: dict[_Key, _Pending] = {}
@@ -167,16 +171,7 @@ class Assembler:
             # Dropped before its time is looked at: it closes nothing by timeout either.
             stats.orphan_eoe += 1
             return []
-        # Event(node, sec, msec, serial, [record]) without the call of its __init__ (one per
-        # event on the hot path): every field is set here (tests/test_assemble.py checks).
-        event = _new_event(Event)
-        event.node = node
-        event.sec = sec
-        event.msec = msec
-        event.serial = serial
-        event.records = [record]
-        event.forced = False
-        event.fragment = False
+        event = Event(node, sec, msec, serial, [record], False, False)
         if not (type_id < _FIRST_SYSCALL_TYPE or type_id >= _FIRST_USER_ANOMALY):  # not is_standalone_type
             self._remember(key, event)
         free = self._free_slots
@@ -237,7 +232,7 @@ class Assembler:
         order.append((key, event.sec))
         # Keys arrive in (nearly) time order: forget from the oldest end, a step at a time.
         old_key, old_sec = order[0]
-        if old_sec < event.sec - FRAGMENT_MEMORY_SECONDS or len(recent) > FRAGMENT_MEMORY_KEYS:
+        if old_sec < event.sec - self.fragment_memory_seconds or len(recent) > self.fragment_memory_keys:
             order.popleft()
             recent.discard(old_key)
 

@@ -21,28 +21,31 @@ _ARG_KEY: Final = re.compile(r"a(\d+)(?:(_len)|\[(\d+)\])?")
 #: What a field name of an EXECVE record is, as :func:`_arg_key` says.
 _WHOLE: Final = -1
 _LENGTH: Final = -2
+_NOT_AN_ARGUMENT: Final = -3
+
+#: :func:`_arg_key`'s answer for ``argc`` and the other names that are no argument.
+_OTHER_FIELD: Final = (-1, _NOT_AN_ARGUMENT)
 
 #: Field names seen so far -> :func:`_arg_key`'s answer; the same few hundred names occur in
 #: every EXECVE record, so the regex runs once per name.  Bounded against logs with endless
-#: distinct names (then names are matched every time).
-_ARG_KEYS: Final[dict[str, tuple[int, int] | None]] = {}
+#: distinct names (then names are matched every time).  Answers are compared by value, never
+#: by identity: compiled builds do not keep the identity of small tuples.
+_ARG_KEYS: Final[dict[str, tuple[int, int]]] = {}
 _ARG_KEYS_MAX: Final = 1 << 16
-#: Marks a name not yet in :data:`_ARG_KEYS` (compared by identity; no answer is this object).
-_NOT_SEEN: Final[tuple[int, int]] = (-1, -1)
 
 
-def _arg_key(key: str) -> tuple[int, int] | None:
-    """``(argument index, part)`` of an EXECVE field name, or None for ``argc`` and others.
+def _arg_key(key: str) -> tuple[int, int]:
+    """``(argument index, part)`` of an EXECVE field name.
 
-    ``part`` is :data:`_WHOLE` (``a12``), :data:`_LENGTH` (``a12_len``) or the fragment number
-    (``a12[3]`` -> 3).
+    ``part`` is :data:`_WHOLE` (``a12``), :data:`_LENGTH` (``a12_len``), the fragment number
+    (``a12[3]`` -> 3), or :data:`_NOT_AN_ARGUMENT` for ``argc`` and others.
     """
-    known = _ARG_KEYS.get(key, _NOT_SEEN)
-    if known is not _NOT_SEEN:
+    known = _ARG_KEYS.get(key)
+    if known is not None:
         return known
     match = _ARG_KEY.fullmatch(key)
     if match is None:
-        parsed = None
+        parsed = _OTHER_FIELD
     elif match[2]:
         parsed = (int(match[1]), _LENGTH)
     elif match[3] is not None:
@@ -120,17 +123,15 @@ def execve_args(fields: dict[str, str]) -> tuple[list[str], list[str]]:
     fragments: dict[int, dict[int, str]] = {}
     known = _ARG_KEYS
     for key, value in fields.items():
-        parsed = known.get(key, _NOT_SEEN)
-        if parsed is _NOT_SEEN:
-            parsed = _arg_key(key)
+        parsed = known.get(key)
         if parsed is None:
-            continue
+            parsed = _arg_key(key)
         index, part = parsed
         if part == _WHOLE:
             whole[index] = value
         elif part == _LENGTH:
             lengths[index] = value
-        else:
+        elif part != _NOT_AN_ARGUMENT:
             fragments.setdefault(index, {})[part] = value
 
     warnings: list[str] = []

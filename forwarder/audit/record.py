@@ -511,27 +511,9 @@ def _record(
             else:
                 enriched = remembered.enriched
                 message = remembered.message
-    # Record(node, type_name, ...) without the call of its __init__ (one per line on the hot
-    # path): every field is set here (tests/test_record_fast_paths.py checks).
-    record = _new_record(Record)
-    record.node = node
-    record.type = type_name
-    record.type_id = type_id
-    record.sec = sec
-    record.msec = msec
-    record.serial = serial
-    record.fields = fields
-    record.enriched = enriched
-    record.text = text
-    record.message = message
-    record.duplicates = duplicates
-    record.warnings = warnings
-    record.shared = shared
-    return record
-
-
-#: Allocates a Record without running its __init__ (see :func:`_record`).
-_new_record: Final = object.__new__
+    return Record(
+        node, type_name, type_id, sec, msec, serial, fields, enriched, text, message, duplicates, warnings, shared
+    )
 
 
 def _remembered_body(type_id: int, rest: str) -> _Remembered | None:

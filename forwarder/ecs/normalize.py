@@ -172,18 +172,24 @@ class NormalizeOptions:
     Attributes:
         host_name: this host's name, for ``host.name`` when the records carry no ``node=``.
         include_original: add ``event.original`` (the raw records, one per line).
-        users: uid -> user name (a passwd snapshot); names from ENRICHED fields win.
-        groups: gid -> group name (a group snapshot); names from ENRICHED fields win.
+        users: uid -> user name (a passwd snapshot); names from ENRICHED fields win.  The ids
+            may be given as decimal text (as :func:`forwarder.accounts.parse_id_names` gives
+            them) or as ints; lookups use the decimal text, as the log writes them.
+        groups: gid -> group name (a group snapshot), the same way.
         dataset: ``event.dataset`` and ``data_stream.dataset``.
         namespace: ``data_stream.namespace``.
     """
 
     host_name: str
     include_original: bool = False
-    users: Mapping[str, str] = field(default_factory=dict)
-    groups: Mapping[str, str] = field(default_factory=dict)
+    users: Mapping[str, str] | Mapping[int, str] = field(default_factory=dict)
+    groups: Mapping[str, str] | Mapping[int, str] = field(default_factory=dict)
     dataset: str = DEFAULT_DATASET
     namespace: str = DEFAULT_NAMESPACE
+    #: ``users`` with decimal text keys (the table the lookups use).
+    user_names: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    #: ``groups`` with decimal text keys (the table the lookups use).
+    group_names: Mapping[str, str] = field(init=False, repr=False, compare=False)
     #: name -> uid, derived from ``users`` (for table mappings that give a name).
     user_ids: Mapping[str, str] = field(init=False, repr=False, compare=False)
     #: Interpretations of PATH records already met (they depend on ``users``/``groups``, hence
@@ -196,8 +202,8 @@ class NormalizeOptions:
         # Keys may come as ints from a passwd parser; lookups use the decimal text of the log.
         users = {str(uid): name for uid, name in self.users.items()}
         groups = {str(gid): name for gid, name in self.groups.items()}
-        object.__setattr__(self, "users", users)
-        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "user_names", users)
+        object.__setattr__(self, "group_names", groups)
         object.__setattr__(self, "user_ids", {name: uid for uid, name in users.items()})
         object.__setattr__(self, "path_memo", {})
         object.__setattr__(self, "path_memo_by_identity", _IdentityMemo())
@@ -584,8 +590,8 @@ def _entities(state: _State) -> dict[str, dict[str, str]]:
     """
     enriched = state.enriched
     options = state.options
-    users = options.users
-    groups = options.groups
+    users = options.user_names
+    groups = options.group_names
     found: dict[str, dict[str, str]]
     if not enriched and not users and not groups:  # no name to find: ids alone
         found = {key: {"id": number} for key, number in state.ids.items()}
@@ -1181,8 +1187,8 @@ def _interpret_file(
                 if norm.object_type == "file":
                     object_type = mode[1]
     for key, enriched_key, name_field, table in (
-        ("ouid", "OUID", "owner", options.users),
-        ("ogid", "OGID", "group", options.groups),
+        ("ouid", "OUID", "owner", options.user_names),
+        ("ogid", "OGID", "group", options.group_names),
     ):
         number_raw = path.get(key)
         if number_raw is None:
@@ -1430,7 +1436,7 @@ def _map_entity(state: _State, entity: _Entity, found: tuple[str, str]) -> None:
     if value.isascii() and value.isdigit():
         _put(doc, id_path, value)
         enriched_key = source_key.replace("-", "_").upper() if source_key else ""
-        name = _name_of(state, enriched_key, value, options.groups if is_group else options.users)
+        name = _name_of(state, enriched_key, value, options.group_names if is_group else options.user_names)
         if name is not None:
             _put(doc, name_path, name)
         else:

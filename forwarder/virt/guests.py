@@ -403,12 +403,17 @@ class GuestRegistry:
 
     Use :meth:`observe` on every event (it learns, then answers), or :func:`enrich` in
     :mod:`forwarder.virt.enrich` to write the answer into the event's document.
+
+    Args:
+        max_guests_per_host: guests kept per host (:data:`MAX_GUESTS_PER_HOST`); beyond it the
+            guests that stopped longest ago are forgotten.
     """
 
-    __slots__ = ("_hosts",)
+    __slots__ = ("_hosts", "max_guests_per_host")
 
-    def __init__(self) -> None:
+    def __init__(self, max_guests_per_host: int = MAX_GUESTS_PER_HOST) -> None:
         self._hosts: dict[str | None, _Host] = {}
+        self.max_guests_per_host = max_guests_per_host
 
     # ------------------------------------------------------------------ queries
 
@@ -479,15 +484,15 @@ class GuestRegistry:
         guest = host.guests.get(uuid)
         if guest is None:
             guest = host.guests[uuid] = Guest(uuid, last_seen=now)
-            if len(host.guests) > MAX_GUESTS_PER_HOST:
-                _prune(host, now, force=True)
+            if len(host.guests) > self.max_guests_per_host:
+                _prune(host, now, self.max_guests_per_host)
         if name is not None:
             guest.name = name
         if virt is not None:
             guest.virt = virt
         guest.last_seen = now
         if now - host.last_prune >= PRUNE_INTERVAL_SECONDS:
-            _prune(host, now, force=False)
+            _prune(host, now, None)
         return guest
 
     def _virt_record(self, host: _Host, event: Event) -> Sequence[Attribution]:
@@ -675,12 +680,12 @@ class GuestRegistry:
             host.daemons = set(_strings(entry.get("daemons"))[:MAX_DAEMON_PIDS])
             hints = entry.get("tap_hints")
             if isinstance(hints, Mapping):
-                kept = list(hints.items())[:MAX_GUESTS_PER_HOST]
+                kept = list(hints.items())[: registry.max_guests_per_host]
                 host.tap_hints = {str(key): _int(value) for key, value in kept}
             guests = entry.get("guests")
             loaded = [_guest_from_state(item) for item in guests] if isinstance(guests, list) else []
             ordered = sorted((g for g in loaded if g is not None), key=lambda g: g.started or 0.0)
-            for guest in ordered[-MAX_GUESTS_PER_HOST:]:
+            for guest in ordered[-registry.max_guests_per_host :]:
                 host.guests[guest.uuid] = guest
                 _index(host, guest)
         return registry
@@ -998,13 +1003,14 @@ def _host_down(host: _Host, at: float) -> None:
     host.shutting_down = False
 
 
-def _prune(host: _Host, now: int, force: bool) -> None:
-    """Forget guests stopped long ago; with ``force`` also the oldest until under the cap."""
+def _prune(host: _Host, now: int, cap: int | None) -> None:
+    """Forget guests stopped long ago; with a ``cap`` (guests kept at most) also the oldest
+    until well under it."""
     host.last_prune = now
     limit = now - FORGET_STOPPED_AFTER_SECONDS
     stale = [g for g in host.guests.values() if not g.active and g.last_seen < limit]
-    if force and len(host.guests) - len(stale) > MAX_GUESTS_PER_HOST:
-        keep = MAX_GUESTS_PER_HOST * 9 // 10  # room so the next forced sweep is far away
+    if cap is not None and len(host.guests) - len(stale) > cap:
+        keep = cap * 9 // 10  # room so the next forced sweep is far away
         by_age = sorted(host.guests.values(), key=lambda g: (g.active, g.last_seen))
         stale = by_age[: len(host.guests) - keep]
     for guest in stale:
