@@ -6,7 +6,9 @@ Generates a realistic hypervisor log (mostly execve and file events with EXECVE/
 some network, AVC, user and libvirt records) with ``forwarder.generate``, then measures on the
 same file, pinned to one CPU:
 
-* ``auditfwd parse`` (parse, assemble, normalize to ECS, NDJSON out);
+* ``auditfwd parse`` (parse, assemble, normalize to ECS, NDJSON out), with the core compiled by
+  mypyc when it is compiled in place (``python setup.py build_ext --inplace``), and on its pure
+  Python sources (a copy of the package without the compiled modules);
 * ``ausearch --format csv`` (libauparse's C normalizer, the peer);
 * ``ausearch --raw`` (libauparse's grouping alone, a lower bound on work).
 
@@ -25,6 +27,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -98,6 +101,18 @@ def best_of(repeat: int, tool: str, command: list[str], records: int) -> Measure
     return best
 
 
+def compiled_in_place() -> bool:
+    """True when the package's core is compiled in place (see setup.py)."""
+    return any((REPO / "forwarder").glob("_compiled__mypyc*.so"))
+
+
+def pure_python_copy(directory: pathlib.Path) -> pathlib.Path:
+    """A copy of the package without compiled modules, in ``directory``; returns ``directory``."""
+    ignored = shutil.ignore_patterns("*.so", "__pycache__", "_compiled_sources.sha256")
+    shutil.copytree(REPO / "forwarder", directory / "forwarder", ignore=ignored)
+    return directory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -108,42 +123,70 @@ def main() -> None:
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    os.environ["PYTHONPATH"] = str(REPO)
-    auditfwd = [sys.executable, "-m", "forwarder", "parse", "--no-progress", "--host-name", "bench"]
-    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="auditfwd-pure-") as pure_dir:
+        builds = {"pure": pure_python_copy(pathlib.Path(pure_dir))}
+        if compiled_in_place():
+            builds = {"compiled": REPO, **builds}
+        else:
+            print("the core is not compiled in place (python setup.py build_ext --inplace): pure Python only")
+        results = measure(args, builds)
+    (OUT / "parse.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def measure(args: argparse.Namespace, builds: dict[str, pathlib.Path]) -> dict[str, object]:
+    """Run every measurement; ``builds`` maps a build's name to the directory it is imported from
+    (the first is the one measured at both sizes)."""
+    default_build = next(iter(builds))
+
+    def auditfwd(build: str, log: pathlib.Path) -> list[str]:
+        # -P: the package comes from PYTHONPATH, never from the working directory.
+        return ["env", f"PYTHONPATH={builds[build]}", sys.executable, "-P", "-m", "forwarder", "parse",
+                "--no-progress", "--host-name", "bench", str(log)]
+
+    results: dict[str, object] = {"builds": list(builds)}
     for label, size in (("large", args.records), ("small", args.small)):
         log = args.workdir / f"bench-{size}.log"
         records, execve = generate(log, size, args.seed)
         print(f"[{label}] {log.name}: {records:,} records, {execve:,} execve events, "
               f"{log.stat().st_size / 2**20:.0f} MiB", flush=True)
-        ours = best_of(args.repeat, "auditfwd parse", [*auditfwd, str(log)], records)
-        entry: dict[str, object] = {"records": records, "execve_events": execve, "auditfwd": asdict(ours)}
-        entry["auditfwd_cpu_seconds_per_1000_execve"] = ours.cpu_seconds / execve * 1000 if execve else None
+        measured = builds if label == "large" else {default_build: builds[default_build]}
+        ours = {build: best_of(args.repeat, f"auditfwd parse ({build})", auditfwd(build, log), records)
+                for build in measured}
+        entry: dict[str, object] = {"records": records, "execve_events": execve}
+        for build, measurement in ours.items():
+            entry[f"auditfwd_{build}"] = asdict(measurement)
+            entry[f"auditfwd_{build}_cpu_seconds_per_1000_execve"] = (
+                measurement.cpu_seconds / execve * 1000 if execve else None
+            )
         if label == "large":
             csv = best_of(args.repeat, "ausearch --format csv",
                           ["ausearch", "--input", str(log), "--format", "csv"], records)
             raw = best_of(args.repeat, "ausearch --raw", ["ausearch", "--input", str(log), "--raw"], records)
             entry["ausearch_csv"] = asdict(csv)
             entry["ausearch_raw"] = asdict(raw)
-            entry["ratio_vs_ausearch_csv"] = ours.records_per_second / csv.records_per_second
-            entry["ratio_vs_ausearch_raw"] = ours.records_per_second / raw.records_per_second
-            for m in (ours, csv, raw):
-                print(f"  {m.tool:24s} {m.seconds:7.2f} s  {m.records_per_second:>10,.0f} records/s  "
+            for m in (*ours.values(), csv, raw):
+                print(f"  {m.tool:30s} {m.seconds:7.2f} s  {m.records_per_second:>10,.0f} records/s  "
                       f"cpu {m.cpu_seconds:6.2f} s  peak RSS {m.peak_rss_mib:6.1f} MiB")
-            print(f"  ratio auditfwd / ausearch --format csv: {entry['ratio_vs_ausearch_csv']:.2f}")
-            print(f"  ratio auditfwd / ausearch --raw:        {entry['ratio_vs_ausearch_raw']:.2f}")
+            for build, measurement in ours.items():
+                for peer, peer_name in ((csv, "csv"), (raw, "raw")):
+                    ratio = measurement.records_per_second / peer.records_per_second
+                    entry[f"ratio_{build}_vs_ausearch_{peer_name}"] = ratio
+                    print(f"  ratio auditfwd ({build}) / {peer.tool}: {ratio:.2f}")
         else:
-            print(f"  {ours.tool:24s} {ours.seconds:7.2f} s  peak RSS {ours.peak_rss_mib:6.1f} MiB")
-        print(f"  auditfwd CPU seconds per 1,000 execve events: "
-              f"{entry['auditfwd_cpu_seconds_per_1000_execve']:.3f}")
+            for m in ours.values():
+                print(f"  {m.tool:30s} {m.seconds:7.2f} s  peak RSS {m.peak_rss_mib:6.1f} MiB")
+        for build in measured:
+            print(f"  auditfwd ({build}) CPU seconds per 1,000 execve events: "
+                  f"{entry[f'auditfwd_{build}_cpu_seconds_per_1000_execve']:.3f}")
         results[label] = entry
         log.unlink()
     large, small = results["large"], results["small"]
     assert isinstance(large, dict) and isinstance(small, dict)
-    rss_ratio = large["auditfwd"]["peak_rss_mib"] / small["auditfwd"]["peak_rss_mib"]
+    key = f"auditfwd_{default_build}"
+    rss_ratio = large[key]["peak_rss_mib"] / small[key]["peak_rss_mib"]
     results["peak_rss_ratio_large_vs_small"] = rss_ratio
-    print(f"peak RSS large/small input: {rss_ratio:.2f} (1.0 = independent of input size)")
-    (OUT / "parse.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"peak RSS large/small input ({default_build}): {rss_ratio:.2f} (1.0 = independent of input size)")
+    return results
 
 
 if __name__ == "__main__":
