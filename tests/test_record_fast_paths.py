@@ -5,6 +5,8 @@ what the plain reading gives."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from forwarder.audit import record as record_module
 from forwarder.audit.record import MAX_LINE_BYTES, Malformed, Record, parse_line
 from forwarder.audit.tables.record_types import RECORD_TYPE_NUMBERS
+from tests.corpus import REPO
 
 
 def _expected_header(text: str) -> tuple[object, ...]:
@@ -231,3 +234,19 @@ def test_a_body_looked_up_again_outlives_one_off_bodies(monkeypatch: pytest.Monk
     assert len(memo._entries) <= 16
     assert sorted(memo._order) == sorted(memo._entries)
     assert memo._chars == sum(len(key[1]) for key in memo._entries)
+
+
+def test_a_missing_stamp_is_malformed_on_the_first_line_of_a_process_too() -> None:
+    """The stamp of the line before starts as a text no token equals: an empty token (two spaces
+    after the type) on the very first line parsed is no stamp, as on any later line."""
+    line = "type=SYSCALL  arch=c000003e syscall=59"
+    script = (
+        "import sys\n"
+        "from forwarder.audit.record import Malformed, parse_line\n"
+        f"parsed = parse_line({line!r})\n"
+        "sys.stdout.write(type(parsed).__name__ + ' ' + getattr(parsed, 'reason', ''))\n"
+    )
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    later = parse_line(line)
+    assert isinstance(later, Malformed)
+    assert first.stdout == f"Malformed {later.reason}"

@@ -21,10 +21,10 @@ The :class:`Assembler` is pure: no clock, no I/O.  The shell feeds records and t
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import Final
 
 from forwarder.audit.record import Event, Record, parse_line
@@ -62,8 +62,13 @@ def ends_event(type_id: int) -> bool:
     )
 
 
-# Precomputed for the hot path: every known type's answer.  Unknown numbers fall back to the function.
-_ENDS_EVENT: Final = {type_id: ends_event(type_id) for type_id in range(-1, 3000)}
+#: Record type numbers below this have their answer in :data:`_ENDS_EVENT` (every type libaudit
+#: knows is below 3000); others, and negative ones, ask :func:`ends_event`.
+_ENDS_EVENT_TYPES: Final = 3000
+
+#: :func:`ends_event` of every type number from 0 up to :data:`_ENDS_EVENT_TYPES`, indexed by the
+#: number (precomputed for the hot path; a list index needs no ``int`` object in the compiled build).
+_ENDS_EVENT: Final[list[bool]] = [ends_event(type_id) for type_id in range(_ENDS_EVENT_TYPES)]
 
 
 @dataclass(slots=True)
@@ -86,8 +91,15 @@ _SLOT: Final = 3
 _EVENT: Final = 4
 _STATE: Final = 5
 
-#: The key of an event: ``(node, sec, msec, serial)``.
-_Key = tuple[str | None, int, int, int]
+#: An event still being built: the event and its heap entry's ``state``.  (Not the heap entry
+#: itself: the compiled build would pack that tuple, and its ``int`` objects, anew to store it.)
+_Building = tuple[Event, list[bool]]
+
+#: The key of an event: ``(node, sec, msec, serial)``.  Typed as a tuple of any length so that the
+#: compiled build keeps a key as the one tuple object it is: a fixed-length tuple type is held as
+#: its native items, and packed again into a new tuple (and new ``int`` objects) for every dict
+#: or set operation.
+_Key = tuple[str | int | None, ...]
 
 #: A log second no line reaches (the timeout scan's start when nothing is building).
 _NEVER: Final = 1 << 62
@@ -124,7 +136,7 @@ class Assembler:
         self.fragment_memory_keys = fragment_memory_keys
         self.stats = AssemblerStats()
         # Events still being built, by key.
-        self._building: dict[_Key, _Pending] = {}
+        self._building: dict[_Key, _Building] = {}
         # Every event not yet emitted, ordered as libauparse hands them out.
         self._heap: list[_Pending] = []
         # libauparse's slot numbers: a new event takes the lowest free one.
@@ -138,6 +150,11 @@ class Assembler:
         # (to forget the oldest first), to mark later fragments.
         self._recent_keys: set[_Key] = set()
         self._recent_order: deque[tuple[_Key, int]] = deque()
+        # The event the record before went to (or began) and its state: an event's records come
+        # one after another, so the next record mostly belongs to it, which tells without a key
+        # or a look-up while the state says it is still building.  None yet: a stand-in, complete.
+        self._last_event = Event(None, 0, 0, 0)
+        self._last_state = [True]
 
     @property
     def in_flight(self) -> int:
@@ -152,70 +169,77 @@ class Assembler:
         sec = record.sec
         msec = record.msec
         serial = record.serial
-        key = (node, sec, msec, serial)
         type_id = record.type_id
-        ends = _ENDS_EVENT.get(type_id)
-        if ends is None:
-            ends = ends_event(type_id)
+        ends = _ENDS_EVENT[type_id] if 0 <= type_id < _ENDS_EVENT_TYPES else ends_event(type_id)
         building = self._building
-        pending = building.get(key)
-        if pending is not None:
-            pending[_EVENT].records.append(record)
-            if ends:
-                pending[_STATE][0] = True
-                del building[key]
-            if sec >= self._expire_from:
-                self._expire(sec)
-            return []
-        if type_id == _EOE:
-            # Dropped before its time is looked at: it closes nothing by timeout either.
-            stats.orphan_eoe += 1
-            return []
-        event = Event(node, sec, msec, serial, [record], False, False)
-        if not (type_id < _FIRST_SYSCALL_TYPE or type_id >= _FIRST_USER_ANOMALY):  # not is_standalone_type
-            self._remember(key, event)
-        free = self._free_slots
-        heap = self._heap
-        if ends and not heap:
-            # Nothing pending (so nothing building): the event is complete and handed out at
-            # once.  It takes the lowest free slot and frees it again; with nothing pending every
-            # slot is free, so that is slot 0, which only the first event makes.
-            if not free:
-                free.append(0)
-                self._next_slot = 1
-            stats.events += 1
-            return [event]
-        if free:
-            slot = heapq.heappop(free)
-        else:
-            slot = self._next_slot
-            self._next_slot = slot + 1
-        pending = (sec, msec, serial, slot, event, [ends])
-        heapq.heappush(heap, pending)
-        if not ends:
-            if not building or sec + self.timeout < self._expire_from:
-                self._expire_from = sec + self.timeout
-            building[key] = pending
+        event = self._last_event
+        state = self._last_state
+        if state[0] or event.serial != serial or event.msec != msec or event.sec != sec or event.node != node:
+            key: _Key = (node, sec, msec, serial)
+            open_event = building.get(key)
+            if open_event is None:  # the record begins an event
+                if type_id == _EOE:
+                    # Dropped before its time is looked at: it closes nothing by timeout either.
+                    stats.orphan_eoe += 1
+                    return []
+                event = Event(node, sec, msec, serial, [record], False, False)
+                if not (type_id < _FIRST_SYSCALL_TYPE or type_id >= _FIRST_USER_ANOMALY):  # not standalone
+                    self._remember(key, event)
+                free = self._free_slots
+                heap = self._heap
+                if ends and not heap:
+                    # Nothing pending (so nothing building): the event is complete and handed out
+                    # at once.  It takes the lowest free slot and frees it again; with nothing
+                    # pending every slot is free, so that is slot 0, which only the first event makes.
+                    if not free:
+                        free.append(0)
+                        self._next_slot = 1
+                    stats.events += 1
+                    return [event]
+                if free:
+                    slot = heappop(free)
+                else:
+                    slot = self._next_slot
+                    self._next_slot = slot + 1
+                state = [ends]
+                heappush(heap, (sec, msec, serial, slot, event, state))
+                if not ends:
+                    if not building or sec + self.timeout < self._expire_from:
+                        self._expire_from = sec + self.timeout
+                    building[key] = (event, state)
+                    self._last_event = event
+                    self._last_state = state
+                if sec >= self._expire_from:
+                    self._expire(sec)
+                # A line that started an event: hand out what is ready (_emit, inlined).
+                ready: list[Event] = []
+                while heap and heap[0][_STATE][0]:
+                    done = heappop(heap)
+                    heappush(free, done[_SLOT])
+                    ready.append(done[_EVENT])
+                stats.events += len(ready)
+                if len(heap) > self.max_in_flight:
+                    ready.extend(self._force())
+                return ready
+            event, state = open_event
+            self._last_event = event
+            self._last_state = state
+        event.records.append(record)
+        if ends:
+            state[0] = True
+            del building[(node, sec, msec, serial)]
         if sec >= self._expire_from:
             self._expire(sec)
-        # A line that started an event: hand out what is ready (_emit, inlined).
-        ready: list[Event] = []
-        while heap and heap[0][_STATE][0]:
-            done = heapq.heappop(heap)
-            heapq.heappush(free, done[_SLOT])
-            ready.append(done[_EVENT])
-        stats.events += len(ready)
-        if len(heap) > self.max_in_flight:
-            ready.extend(self._force())
-        return ready
+        return []
 
     def flush(self) -> list[Event]:
         """End of input: every pending event is complete; return them all in emission order."""
         ready: list[Event] = []
         while self._heap:
-            pending = heapq.heappop(self._heap)
+            pending = heappop(self._heap)
             ready.append(pending[_EVENT])
         self._building.clear()
+        self._last_state = [True]
         self._free_slots.clear()
         self._next_slot = 0
         self._expire_from = _NEVER
@@ -229,10 +253,11 @@ class Assembler:
             return
         recent.add(key)
         order = self._recent_order
-        order.append((key, event.sec))
+        sec = event.sec
+        order.append((key, sec))
         # Keys arrive in (nearly) time order: forget from the oldest end, a step at a time.
         old_key, old_sec = order[0]
-        if old_sec < event.sec - self.fragment_memory_seconds or len(recent) > self.fragment_memory_keys:
+        if old_sec < sec - self.fragment_memory_seconds or len(recent) > self.fragment_memory_keys:
             order.popleft()
             recent.discard(old_key)
 
@@ -240,14 +265,14 @@ class Assembler:
         limit = now_sec - self.timeout
         oldest: int | None = None
         expired = []
-        for key, pending in self._building.items():
-            sec = pending[0]
+        for key, (event, _) in self._building.items():
+            sec = event.sec
             if sec <= limit:
                 expired.append(key)
             elif oldest is None or sec < oldest:
                 oldest = sec
         for key in expired:
-            self._building.pop(key)[_STATE][0] = True
+            self._building.pop(key)[1][0] = True
         self._expire_from = oldest + self.timeout if oldest is not None else _NEVER
 
     def _emit(self) -> list[Event]:
@@ -255,8 +280,8 @@ class Assembler:
         ready: list[Event] = []
         free = self._free_slots
         while heap and heap[0][_STATE][0]:
-            entry = heapq.heappop(heap)
-            heapq.heappush(free, entry[_SLOT])
+            entry = heappop(heap)
+            heappush(free, entry[_SLOT])
             ready.append(entry[_EVENT])
         self.stats.events += len(ready)
         return ready
@@ -264,10 +289,11 @@ class Assembler:
     def _force(self) -> list[Event]:
         ready: list[Event] = []
         while len(self._heap) > self.max_in_flight:
-            entry = heapq.heappop(self._heap)
-            heapq.heappush(self._free_slots, entry[_SLOT])
+            entry = heappop(self._heap)
+            heappush(self._free_slots, entry[_SLOT])
             event = entry[_EVENT]
             if not entry[_STATE][0]:
+                entry[_STATE][0] = True  # no longer building
                 event.forced = True
                 self._building.pop(event.key, None)
                 self.stats.forced += 1

@@ -57,9 +57,6 @@ def _arg_key(key: str) -> tuple[int, int]:
     return parsed
 
 
-#: A whole argument written as ``"text"``: its text is what is between the quotes.
-_PLAIN_QUOTED: Final = re.compile(r'"[^"]*"').fullmatch
-
 #: ``a0``, ``a1``, ...: the names of whole arguments by index, grown as longer lists are met
 #: (never beyond the number of fields of a record read).
 _ARGUMENT_NAMES: Final[list[str]] = []
@@ -86,17 +83,15 @@ def _whole_arguments(fields: dict[str, str]) -> list[str] | None:
     names = list(fields)
     if names[0] != "argc" or names[1:] != _argument_names(count):
         return None
-    raws = list(islice(fields.values(), 1, None))
-    if all(map(_PLAIN_QUOTED, raws)):  # every argument "text": their texts, without a loop here
-        return [raw[1:-1] for raw in raws]
+    # One pass, no regex over the arguments: a regex steps through every character in turn,
+    # where find() scans for the closing quote at C speed (arguments run to kilobytes).
     args: list[str] = []
-    append = args.append
-    for raw in raws:
+    for raw in islice(fields.values(), 1, None):
         if raw[:1] == '"':  # the common case of _decode_arg, inlined
             end = raw.find('"', 1)
-            append(raw[1:end] if end > 0 else raw[1:])
+            args.append(raw[1:end] if end > 0 else raw[1:])
         else:
-            append(_decode_arg(raw))
+            args.append(_decode_arg(raw))
     return args
 
 

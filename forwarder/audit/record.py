@@ -75,6 +75,9 @@ _SYSCALL_TASK_PART: Final = " auid="
 _SYSCALL_CALL_KEYS: Final = ("arch", "syscall", "success", "exit", "a0", "a1", "a2", "a3", "items", "ppid", "pid")
 _SYSCALL_CALL_PART: Final = re.compile(" ".join(f"{key}=([^ ]*)" for key in _SYSCALL_CALL_KEYS))
 
+#: The per-call keys with empty values, the start of every :attr:`_Remembered.call_template`.
+_EMPTY_CALL_PART: Final = dict.fromkeys(_SYSCALL_CALL_KEYS, "")
+
 #: A whole SYSCALL body in the kernel's layout: the per-call values, then the task part from
 #: ``auid=`` on.  Its values hold no space, quote, ``=`` or ENRICHED separator, so when it matches,
 #: the first `` auid=`` ends the per-call part and that part needs none of the checks of
@@ -109,7 +112,7 @@ class _Remembered:
         self.fields, self.enriched, self.message, self.duplicates = body
         self.call_template: dict[str, str] | None = None
         if type_id == _SYSCALL_TYPE and self.duplicates is None:
-            template = dict.fromkeys(_SYSCALL_CALL_KEYS, "")
+            template = _EMPTY_CALL_PART.copy()
             template.update(self.fields)
             if len(template) == len(_SYSCALL_CALL_KEYS) + len(self.fields):
                 self.call_template = template
@@ -198,7 +201,7 @@ _LONG_BODIES: Final = _BodyMemo(max_entries=128, max_chars=512 << 10)
 _SHORT_REMEMBERED: Final = _SHORT_BODIES._entries
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Record:
     """One audit record.
 
@@ -237,6 +240,39 @@ class Record:
     warnings: list[str] | None = None
     shared: dict[str, str] | None = None
 
+    # Written out (``init=False``) so that the compiled build runs it as native code: the
+    # constructor dataclasses generate stays interpreted Python, which sets every attribute
+    # through its descriptor and costs more than the rest of a memo hit's parse.
+    def __init__(
+        self,
+        node: str | None,
+        type: str,
+        type_id: int,
+        sec: int,
+        msec: int,
+        serial: int,
+        fields: dict[str, str],
+        enriched: dict[str, str],
+        text: str,
+        message: str | None = None,
+        duplicates: list[tuple[str, str]] | None = None,
+        warnings: list[str] | None = None,
+        shared: dict[str, str] | None = None,
+    ) -> None:
+        self.node = node
+        self.type = type
+        self.type_id = type_id
+        self.sec = sec
+        self.msec = msec
+        self.serial = serial
+        self.fields = fields
+        self.enriched = enriched
+        self.text = text
+        self.message = message
+        self.duplicates = duplicates
+        self.warnings = warnings
+        self.shared = shared
+
     @property
     def key(self) -> tuple[str | None, int, int, int]:
         """The event this record belongs to: ``(node, sec, msec, serial)``."""
@@ -251,7 +287,7 @@ class Malformed:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Event:
     """Records that share ``(node, sec, msec, serial)``, in the order they were read."""
 
@@ -267,6 +303,25 @@ class Event:
     #: after their event was complete, which libauparse (and so the assembler) makes an event of
     #: their own.  The document id tells such a fragment from the event it belongs to.
     fragment: bool = False
+
+    # Written out for the compiled build, as Record's constructor.
+    def __init__(
+        self,
+        node: str | None,
+        sec: int,
+        msec: int,
+        serial: int,
+        records: list[Record] | None = None,
+        forced: bool = False,
+        fragment: bool = False,
+    ) -> None:
+        self.node = node
+        self.sec = sec
+        self.msec = msec
+        self.serial = serial
+        self.records = [] if records is None else records
+        self.forced = forced
+        self.fragment = fragment
 
     @property
     def key(self) -> tuple[str | None, int, int, int]:
@@ -325,7 +380,7 @@ def parse_line(line: bytes | str) -> Record | Malformed:
             if known is not None and len(text) <= MAX_LINE_BYTES:
                 last = _last_stamp
                 stamp = last if parts[1] == last[0] else _read_stamp(parts[1])
-                if stamp is not None:
+                if stamp[0]:  # not _NOT_A_STAMP
                     return _record(None, known[0], known[1], stamp[2], stamp[3], stamp[4], text, parts[2], warnings)
         return _parse_any_header(text, warnings)
     except Exception as exc:  # the core's promise: no exception leaves it
@@ -355,20 +410,31 @@ _STAMP_TOKEN: Final = re.compile(r"msg=audit\(([0-9]+)\.([0-9]{1,3}):([0-9]+)\):
 #: A stamp read: ``(text, SEC as text, SEC, MSEC, SERIAL)`` (see :data:`_last_stamp`).
 _Stamp = tuple[str, str, int, int, int]
 
+#: What :func:`_read_stamp` gives for a token that is not a stamp: its text is empty, which a
+#: stamp's never is.  (A value rather than ``None``: the compiled build holds a stamp as its
+#: items, but would make an optional one a new tuple, with new ``int`` objects, at every line.)
+_NOT_A_STAMP: Final[_Stamp] = ("", "", 0, 0, 0)
+
 #: The stamp of the last line parsed: ``(text, SEC as text, SEC, MSEC, SERIAL)``, the text being
 #: ``msg=audit(...)`` with the colon after it, if any.  An event's records are written one after
 #: another, so most lines repeat the stamp of the line before and need no ``int``.  Replaced
-#: whole, so that threads parsing at once always read a stamp that belongs together.
-_last_stamp: _Stamp = ("", "", 0, 0, 0)
+#: whole, so that threads parsing at once always read a stamp that belongs together.  Before
+#: the first stamp, a text with a space, which no token of a line split at its spaces equals.
+_last_stamp: _Stamp = (" ", "", 0, 0, 0)
 
 
-def _read_stamp(token: str) -> _Stamp | None:
-    """The stamp of ``token`` (see :data:`_last_stamp`), remembered as the last one; ``None``
-    when ``token`` is not a stamp as :data:`_STAMP_TOKEN` reads it."""
+def _read_stamp(token: str) -> _Stamp:
+    """The stamp of ``token`` (see :data:`_last_stamp`), remembered as the last one;
+    :data:`_NOT_A_STAMP` when ``token`` is not a stamp as :data:`_STAMP_TOKEN` reads it."""
     global _last_stamp
     match = _STAMP_TOKEN.fullmatch(token)
     if match is None:
-        return None
+        return _NOT_A_STAMP
+    # Typed as text (the groups all took part in the match): the compiled build then compares
+    # and converts them with its own string operations instead of generic calls.
+    sec_text: str
+    msec_text: str
+    serial_text: str
     sec_text, msec_text, serial_text = match.groups()
     last = _last_stamp
     sec = last[2] if sec_text == last[1] else int(sec_text)
@@ -381,10 +447,16 @@ def _parse_any_header(text: str, warnings: list[str] | None) -> Record | Malform
     other digits than ASCII ones in its stamp, too long, or not a record."""
     header = _ASCII_LINE.match(text)
     if header is not None:
+        # Typed (``node=`` is the only group that may not take part): the compiled build then
+        # uses its own string operations on them.
+        node: str | None
+        type_name: str
+        stamp_text: str
+        rest: str
         node, type_name, stamp_text, _, _, _, rest = header.groups()
         last = _last_stamp
         stamp = last if stamp_text == last[0] else _read_stamp(stamp_text)
-        if stamp is not None:  # always: _STAMP_TOKEN reads what _ASCII_LINE read
+        if stamp[0]:  # always: _STAMP_TOKEN reads what _ASCII_LINE read
             if len(text) > MAX_LINE_BYTES:
                 return Malformed(text, _TOO_LONG)
             type_id = RECORD_TYPE_NUMBERS.get(type_name)
@@ -430,7 +502,7 @@ def _record(
         call = _SYSCALL_LAYOUT.match(rest)
         template = None
         if call is not None:
-            values = call.groups()
+            values: tuple[str, ...] = call.groups()  # every group takes part: all text
             task = values[-1]
             if len(task) <= _SHORT_BODY_MAX_CHARS:
                 key = (_SYSCALL_TYPE, task)

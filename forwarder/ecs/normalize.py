@@ -45,6 +45,11 @@ from forwarder.ecs.normalizations import (
 
 _T = TypeVar("_T")
 
+#: The tables of :mod:`forwarder.ecs.normalizations` as plain dicts: the compiled build looks a
+#: dict up directly, a read-only mapping through a method call.
+_SYSCALL_TABLE: Final[dict[str, Normalization]] = dict(SYSCALLS)
+_RECORD_TYPE_TABLE: Final[dict[str, tuple[Normalization, ...]]] = dict(RECORD_TYPES)
+
 #: The data stream the Elastic ``auditd_manager`` integration writes; three prebuilt rules name it.
 DEFAULT_DATASET: Final = "auditd_manager.auditd"
 DEFAULT_NAMESPACE: Final = "default"
@@ -145,8 +150,10 @@ class _IdentityMemo(Generic[_T]):
         if entry is None:
             return None
         kept, result, _ = entry
-        for kept_source, source in zip(kept, sources, strict=True):
-            if kept_source is not source:
+        if len(kept) != len(sources):
+            return None
+        for index in range(len(kept)):
+            if kept[index] is not sources[index]:
                 return None
         return result
 
@@ -242,9 +249,29 @@ _URL_SAFE_BASE64: Final = bytes.maketrans(b"+/", b"-_")
 _selinux_context: Final = lru_cache(maxsize=_MEMO_MAX_ENTRIES)(values.selinux_context)
 
 
-@lru_cache(maxsize=4096)
+#: Minute (seconds // 60) -> ``YYYY-MM-DDTHH:MM`` of its start: an event or two per second share
+#: a minute with many others.  Bounded: a backlog of months has as many minutes as it has hours.
+_MINUTE_TEXTS: Final[dict[int, str]] = {}
+_MINUTE_TEXTS_MAX: Final = 4096
+
+#: ``:00`` ... ``:59``: the seconds of a timestamp.
+_SECOND_TEXTS: Final = tuple(f":{second:02d}" for second in range(60))
+
+
 def _second_text(sec: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    """``YYYY-MM-DDTHH:MM:SS`` of ``sec`` (UTC), as ``time.strftime`` writes it.
+
+    POSIX time has no leap seconds, so a second's text is its minute's text and its place in
+    the minute.  Raises as ``time.gmtime`` does for a year beyond what the platform formats.
+    """
+    minute, second = divmod(sec, 60)
+    text = _MINUTE_TEXTS.get(minute)
+    if text is None:
+        text = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(minute * 60))
+        if len(_MINUTE_TEXTS) >= _MINUTE_TEXTS_MAX:
+            _MINUTE_TEXTS.clear()
+        _MINUTE_TEXTS[minute] = text
+    return text + _SECOND_TEXTS[second]
 
 
 #: ``.000Z`` ... ``.999Z``: the end of a timestamp for each millisecond of a header.
@@ -886,7 +913,7 @@ def _leading_record(records: list[Record]) -> Record:
     if first.type_id != _SYSCALL:
         return first
     for record in records:
-        if record.type_id != _SYSCALL and record.type in RECORD_TYPES:
+        if record.type_id != _SYSCALL and record.type in _RECORD_TYPE_TABLE:
             return record
     return first
 
@@ -895,7 +922,7 @@ def _select(first: Record, syscall_record: Record | None, state: _State) -> Norm
     """The table entry for the event (see :mod:`forwarder.ecs.normalizations`)."""
     if first.type_id == _SYSCALL or (syscall_record is not None and first is syscall_record):
         return _syscall_norm(state)
-    candidates = RECORD_TYPES.get(first.type)
+    candidates = _RECORD_TYPE_TABLE.get(first.type)
     if not candidates:
         return RECORD_TYPE_FALLBACK
     if len(candidates) == 1:
@@ -909,7 +936,7 @@ def _select(first: Record, syscall_record: Record | None, state: _State) -> Norm
 def _syscall_norm(state: _State) -> Normalization:
     if state.syscall is None:
         return SYSCALL_FALLBACK
-    return SYSCALLS.get(state.syscall, SYSCALL_FALLBACK)
+    return _SYSCALL_TABLE.get(state.syscall, SYSCALL_FALLBACK)
 
 
 def _categorize(
@@ -1011,9 +1038,20 @@ def _apply_execve(state: _State) -> None:
         process["command_line"] = line
 
 
-#: Whether a text holds white space: regex ``\s`` on text is exactly ``str.isspace()``, where
-#: ``str.split()`` cuts.
-_HAS_WHITE_SPACE: Final = re.compile(r"\s").search
+#: Whether a text holds white space other than the space: regex ``\s`` on text is exactly
+#: ``str.isspace()``, where ``str.split()`` cuts.
+_HAS_OTHER_WHITE_SPACE: Final = re.compile(r"[^\S ]").search
+
+#: The ASCII characters ``str.isspace()`` accepts, but the space.  Looked for one at a time:
+#: each look is a C-level scan (memchr), where the regex engine steps through every character.
+_ASCII_OTHER_WHITE_SPACE: Final = ("\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _has_other_white_space(text: str) -> bool:
+    """Whether ``text`` holds white space (``str.isspace()``) other than the space."""
+    if not text.isascii():
+        return _HAS_OTHER_WHITE_SPACE(text) is not None
+    return any(char in text for char in _ASCII_OTHER_WHITE_SPACE)
 
 
 def command_line(args: list[str]) -> str:
@@ -1021,8 +1059,11 @@ def command_line(args: list[str]) -> str:
 
     Inside quotes, ``"`` and ``\\`` are escaped with a backslash.
     """
-    if "" not in args and not any(map(_HAS_WHITE_SPACE, args)):
-        return " ".join(args)  # the common case: nothing to quote
+    line = " ".join(args)
+    # The common case, nothing to quote: no argument empty, the only spaces the separators and
+    # no other white space (a few scans of the whole line, however many arguments).
+    if "" not in args and line.count(" ") == len(args) - 1 and not _has_other_white_space(line):
+        return line
     parts = []
     for arg in args:
         # str.split() cuts at exactly the characters str.isspace() accepts (regex \\s): one
@@ -1078,7 +1119,7 @@ def _apply_paths(state: _State, norm: Normalization) -> None:
     sources: tuple[object, ...] = tuple(
         part for record in records for part in (record.fields, record.enriched, record.duplicates)
     )
-    identity_key = (norm.path_index, norm.object_type, *map(id, sources))
+    identity_key = (norm.path_index, norm.object_type, *[id(source) for source in sources])
     by_identity = options.path_memo_by_identity
     result = by_identity.get(identity_key, sources)
     if result is None:
