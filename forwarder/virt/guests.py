@@ -565,16 +565,7 @@ class GuestRegistry:
                     found = _found(found, _LABEL_TARGET, guest)
                 continue
             if type_id == _SYSCALL:  # pid, ppid, subj
-                fields = record.fields
-                raw = fields.get("pid")
-                if raw is not None and (guest := by_pid.get(raw)) is not None:
-                    found = _found(found, _PID_SOURCE, guest)
-                raw = fields.get("ppid")
-                if raw is not None and (guest := by_pid.get(raw)) is not None:
-                    found = _found(found, _PARENT, guest)
-                raw = fields.get("subj")
-                if raw is not None and (guest := _label_guest(host, raw)) is not None:
-                    found = _found(found, _LABEL_SOURCE, guest)
+                found = _process_evidence(host, by_pid, record.fields, found)
                 continue
             if type_id == _PROCTITLE_RECORD:  # nothing to look at
                 continue
@@ -590,15 +581,7 @@ class GuestRegistry:
                 continue
             fields = record.fields
             if lookups is _DEFAULT_LOOKUPS:  # pid, ppid, subj, unit (user messages and the like)
-                raw = fields.get("pid")
-                if raw is not None and (guest := by_pid.get(raw)) is not None:
-                    found = _found(found, _PID_SOURCE, guest)
-                raw = fields.get("ppid")
-                if raw is not None and (guest := by_pid.get(raw)) is not None:
-                    found = _found(found, _PARENT, guest)
-                raw = fields.get("subj")
-                if raw is not None and (guest := _label_guest(host, raw)) is not None:
-                    found = _found(found, _LABEL_SOURCE, guest)
+                found = _process_evidence(host, by_pid, fields, found)
                 raw = fields.get("unit")
                 if raw is not None and (guest := _scope_guest(host, raw)) is not None:
                     found = _found(found, _SCOPE_PATH, guest)
@@ -1110,6 +1093,23 @@ _PLAIN_EXECVES: Final[BoundedMemo[int, dict[str, str]]] = BoundedMemo(1024, 512 
 
 
 # ---------------------------------------------------------------------- attribution helpers
+
+
+def _process_evidence(
+    host: _Host, by_pid: dict[str, Guest], fields: dict[str, str], found: list[tuple[int, Guest, str]] | None
+) -> list[tuple[int, Guest, str]] | None:
+    """``found`` with what a record's process fields say (``pid``, ``ppid``, ``subj``): the plan
+    of SYSCALL records, and the start of the default plan."""
+    raw = fields.get("pid")
+    if raw is not None and (guest := by_pid.get(raw)) is not None:
+        found = _found(found, _PID_SOURCE, guest)
+    raw = fields.get("ppid")
+    if raw is not None and (guest := by_pid.get(raw)) is not None:
+        found = _found(found, _PARENT, guest)
+    raw = fields.get("subj")
+    if raw is not None and (guest := _label_guest(host, raw)) is not None:
+        found = _found(found, _LABEL_SOURCE, guest)
+    return found
 
 
 def _found(found: list[tuple[int, Guest, str]] | None, kind: int, guest: Guest) -> list[tuple[int, Guest, str]]:
