@@ -211,13 +211,8 @@ class Assembler:
                     self._last_state = state
                 if sec >= self._expire_from:
                     self._expire(sec)
-                # A line that started an event: hand out what is ready (_emit, inlined).
-                ready: list[Event] = []
-                while heap and heap[0][_STATE][0]:
-                    done = heappop(heap)
-                    heappush(free, done[_SLOT])
-                    ready.append(done[_EVENT])
-                stats.events += len(ready)
+                # A line that started an event: hand out what is ready.
+                ready = self._emit()
                 if len(heap) > self.max_in_flight:
                     ready.extend(self._force())
                 return ready
